@@ -1,0 +1,16 @@
+import { deleteAncData, provideCredential, type DeleteAncInput, type ProvideCredentialInput } from './credentials';
+import type { ActivityDeps } from './deps';
+import { checkAncHealth, type CheckAncHealthInput } from './health/check';
+import { describeCurrentKek } from './keyring';
+
+/** Builds the activities from their dependencies; the worker passes real ones, tests may pass their own. */
+export function createActivities(deps: ActivityDeps) {
+  return {
+    provideCredential: (input: ProvideCredentialInput) => provideCredential(deps, input),
+    deleteAncData: (input: DeleteAncInput) => deleteAncData(deps, input),
+    describeCurrentKek: () => describeCurrentKek(deps),
+    checkAncHealth: (input: CheckAncHealthInput) => checkAncHealth(deps, input),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

@@ -1,0 +1,16 @@
+import type { PublicKek } from '../common/types';
+import type { ActivityDeps } from './deps';
+
+/** The KEK version clients seal passwords for. Public material only. */
+export async function describeCurrentKek(deps: ActivityDeps): Promise<PublicKek> {
+  deps.kek.invalidate();
+  const current = await deps.kek.current();
+  const { n, e } = current.publicJwk;
+  if (typeof n !== 'string' || typeof e !== 'string') throw new Error('KEK public key is not an RSA key');
+  return {
+    kekId: current.kekId,
+    version: current.version,
+    publicJwk: { kty: 'RSA', n, e, kid: `${current.kekId}/${current.version}`, alg: 'RSA-OAEP-256' },
+    expiresAt: current.expiresAt.toISOString(),
+  };
+}

@@ -1,0 +1,78 @@
+/** Shapes shared by workflows, activities and the client SDK. Nothing here ever holds a secret. */
+
+export interface AncSpec {
+  displayName: string;
+  /** Fully qualified AD domain name, e.g. corp.contoso.com. */
+  adDomainName: string;
+  /** Optional distinguished name of the OU computer accounts are created in. */
+  organizationalUnit?: string;
+  /** Domain-join account in UPN form, e.g. svcDomainJoin@corp.contoso.com. */
+  adDomainUsername: string;
+}
+
+export interface CreateAncRequest extends AncSpec {
+  /** Who asks; recorded in the audit log. */
+  actor: string;
+  /** The password sealed by the client SDK for the KEK (compact JWE). */
+  passwordEnvelope: string;
+}
+
+export interface UpdatePasswordRequest {
+  actor: string;
+  passwordEnvelope: string;
+}
+
+export interface DeleteAncRequest {
+  actor: string;
+}
+
+export type AncState = 'creating' | 'active' | 'deactivated' | 'deleted';
+
+export type HealthStatus = 'pending' | 'running' | 'passed' | 'failed' | 'warning';
+
+export type HealthErrorType =
+  | 'IncorrectCredentials'
+  | 'CredentialsExpired'
+  | 'AccountLockedOrDisabled'
+  | 'DomainNotResolvable'
+  | 'DomainControllerUnreachable'
+  | 'OrganizationalUnitNotFound'
+  | 'CredentialUnavailable'
+  | 'Unknown';
+
+export interface HealthCheckResult {
+  status: HealthStatus;
+  errorType?: HealthErrorType;
+  message?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  durationMs?: number;
+  credentialVersion?: number;
+}
+
+export interface AncView extends AncSpec {
+  tenantId: string;
+  ancId: string;
+  state: AncState;
+  credentialVersion: number;
+  tenantKeyVersion: number;
+  createdAt?: string;
+  updatedAt?: string;
+  healthCheck: HealthCheckResult;
+}
+
+export interface CredentialStored {
+  credentialVersion: number;
+  tenantKeyVersion: number;
+  /** ISO time the credential version was stored. */
+  storedAt: string;
+}
+
+/** The KEK version clients seal passwords for (public material only). */
+export interface PublicKek {
+  kekId: string;
+  version: string;
+  /** RSA public JWK; `kid` is "<kekId>/<version>". */
+  publicJwk: { kty: 'RSA'; n: string; e: string; kid: string; alg: 'RSA-OAEP-256' };
+  expiresAt: string;
+}

@@ -1,0 +1,32 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface StackEnv {
+  DATABASE_URL: string;
+  KEYVAULT_URL: string;
+  KEYVAULT_EMULATOR_CA: string;
+  TEMPORAL_CLI: string;
+  TEMPORAL_TEST_SERVER: string;
+  LDAP_URL?: string;
+}
+
+/**
+ * The services stack/up.sh started. A missing service is a failure that says which one and how to
+ * start it, never a skip.
+ */
+export function stackEnv(): StackEnv {
+  const file = `${ROOT}.stack/env`;
+  if (!existsSync(file))
+    throw new Error(`no ${file}: run "bash stack/up.sh" (npm test does) to start the local services`);
+  const env: Record<string, string> = {};
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    if (m && m[1] && m[2] !== undefined) env[m[1]] = m[2];
+  }
+  for (const name of ['DATABASE_URL', 'KEYVAULT_URL', 'KEYVAULT_EMULATOR_CA', 'TEMPORAL_CLI', 'TEMPORAL_TEST_SERVER']) {
+    if (!env[name]) throw new Error(`${file} has no ${name}: the stack did not start completely`);
+  }
+  return env as unknown as StackEnv;
+}

@@ -1,0 +1,27 @@
+import { readFileSync } from 'node:fs';
+import { DefaultAzureCredential } from '@azure/identity';
+import type { TokenCredential } from '@azure/core-auth';
+import { AzureKeyVaultKekProvider } from '../activities/kek/azure-key-vault';
+import { LocalDevKekProvider } from '../activities/kek/local-dev';
+import type { KekProvider } from '../activities/kek/provider';
+import { SlidingWindowLimiter } from '../activities/kek/rate-limiter';
+import type { Config } from './config';
+
+/** The emulator accepts any bearer token; a real vault never sees this credential. */
+export const emulatorCredential: TokenCredential = {
+  getToken: async () => ({ token: 'local-emulator-token', expiresOnTimestamp: Date.now() + 3_600_000 }),
+};
+
+export function createKekProvider(cfg: Config['kek']): KekProvider {
+  if (cfg.kind === 'local-dev') return new LocalDevKekProvider(cfg.dir, cfg.keySize);
+  const emulator = cfg.emulatorCaPath !== undefined;
+  return new AzureKeyVaultKekProvider({
+    vaultUrl: cfg.vaultUrl,
+    keyName: cfg.keyName,
+    keySize: cfg.keySize,
+    credential: emulator ? emulatorCredential : new DefaultAzureCredential(),
+    limiter: new SlidingWindowLimiter(cfg.hsmOpsPerSecond),
+    trustedCaPem: emulator ? readFileSync(cfg.emulatorCaPath as string, 'utf8') : undefined,
+    disableChallengeResourceVerification: emulator,
+  });
+}

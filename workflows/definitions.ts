@@ -1,0 +1,25 @@
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type {
+  AncView,
+  CreateAncRequest,
+  CredentialStored,
+  DeleteAncRequest,
+  HealthCheckResult,
+  PublicKek,
+  UpdatePasswordRequest,
+} from '../common/types';
+
+// ANC entity workflow
+export const createAncUpdate = defineUpdate<AncView, [CreateAncRequest]>('createAnc');
+export const updateAncPasswordUpdate = defineUpdate<CredentialStored, [UpdatePasswordRequest]>(
+  'updateAdDomainPassword',
+);
+export const deleteAncUpdate = defineUpdate<{ deleted: boolean }, [DeleteAncRequest]>('deleteAnc');
+export const runHealthChecksUpdate = defineUpdate<HealthCheckResult, [{ actor: string }]>('runHealthChecks');
+export const getAncQuery = defineQuery<AncView>('getAnc');
+/** Sent by the tenant workflow when the tenant is deactivated, reactivated or purged. */
+export const tenantStateSignal = defineSignal<[{ state: 'active' | 'deactivated' | 'purged' }]>('tenantStateChanged');
+
+// Keyring singleton
+export const getPublicKekQuery = defineQuery<PublicKek | undefined>('getPublicKek');
+export const refreshKekSignal = defineSignal('refreshKek');

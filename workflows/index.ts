@@ -1,0 +1,3 @@
+// Every workflow the worker runs. Each lifecycle step lives in the file named for it.
+export { ancWorkflow } from './anc';
+export { keyringWorkflow } from './keyring';
