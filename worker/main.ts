@@ -1,4 +1,3 @@
-import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities';
@@ -10,8 +9,7 @@ import { createKekProvider } from './kek';
 import { createLogger } from './logger';
 import { startSingletons } from './singletons';
 import { ensureSearchAttributes, temporalConnectionOptions } from './temporal';
-
-export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+import { WORKFLOWS_PATH } from './workflows-path';
 
 async function main(): Promise<void> {
   loadLocalStackEnv();
@@ -40,7 +38,7 @@ async function main(): Promise<void> {
     activities: createActivities({ pool, kek, config, logger }),
     shutdownGraceTime: '30 seconds',
   });
-  await startSingletons(client, config);
+  await startSingletons(client, config.temporal.taskQueue);
   logger.info(
     { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace, temporal: config.temporal.address },
     'Worker started',

@@ -1,0 +1,227 @@
+import { randomUUID } from 'node:crypto';
+import {
+  Client,
+  Connection,
+  WithStartWorkflowOperation,
+  WorkflowIdConflictPolicy,
+  WorkflowNotFoundError,
+  type ConnectionOptions,
+} from '@temporalio/client';
+import { ancWorkflowId, DEFAULT_TASK_QUEUE, KEYRING_WORKFLOW_ID } from '../common/ids';
+import { AncIdKey, AncStateKey, HealthStatusKey, TenantIdKey } from '../common/search-attributes';
+import type { AncSpec, AncView, CredentialStored, HealthCheckResult, HealthStatus, PublicKek } from '../common/types';
+import { validateAncId, validateAncSpec, validateTenantId } from '../common/validation';
+import type { ancWorkflow } from '../workflows/anc';
+import {
+  createAncUpdate,
+  deleteAncUpdate,
+  getAncQuery,
+  getPublicKekQuery,
+  runHealthChecksUpdate,
+  updateAncPasswordUpdate,
+} from '../workflows/definitions';
+import { sealPasswordEnvelope } from './envelope';
+import { AncServiceError, isGone, toServiceError } from './errors';
+
+export { AncServiceError } from './errors';
+export type { AncSpec, AncView, CredentialStored, HealthCheckResult } from '../common/types';
+
+/** Active Directory's longest password, in UTF-16 code units; the service enforces the same. */
+export const MAX_PASSWORD_LENGTH = 256;
+
+export interface AncClientOptions {
+  client: Client;
+  taskQueue?: string;
+  /** Set on ANCs this client creates: how often their health checks run while the tenant is active. */
+  healthCheckIntervalMinutes?: number;
+}
+
+export interface CreateAncInput extends AncSpec {
+  tenantId: string;
+  ancId: string;
+  password: string;
+  /** Who asks, for the audit log (a user or service principal id). */
+  actor: string;
+  /** Reuse to retry the same create safely; a new one is made otherwise. */
+  requestId?: string;
+}
+
+export interface AncSummary {
+  tenantId: string;
+  ancId: string;
+  state: string;
+  healthStatus?: string;
+}
+
+function checkPassword(password: unknown): asserts password is string {
+  if (typeof password !== 'string' || password.length === 0) throw new AncServiceError('PasswordEmpty', 'password must not be empty');
+  if (password.length > MAX_PASSWORD_LENGTH) {
+    throw new AncServiceError('PasswordTooLong', `password must be at most ${MAX_PASSWORD_LENGTH} characters`);
+  }
+}
+
+/** Runs `fn`, turning Temporal's errors (including validation failures thrown locally) into AncServiceError. */
+async function mapped<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw toServiceError(err);
+  }
+}
+
+/**
+ * The typed SDK other services use. Passwords are sealed in this process for the service's current
+ * key-encryption key before anything is sent, so Temporal only ever carries the sealed envelope.
+ */
+export class AncClient {
+  readonly temporal: Client;
+  readonly taskQueue: string;
+  private readonly healthCheckIntervalMinutes?: number;
+  private kekCache: { kek: PublicKek; at: number } | undefined;
+
+  constructor(options: AncClientOptions) {
+    this.temporal = options.client;
+    this.taskQueue = options.taskQueue ?? DEFAULT_TASK_QUEUE;
+    this.healthCheckIntervalMinutes = options.healthCheckIntervalMinutes;
+  }
+
+  static async connect(options: { connection?: ConnectionOptions; namespace?: string; taskQueue?: string } = {}): Promise<AncClient> {
+    const connection = await Connection.connect(options.connection ?? {});
+    return new AncClient({ client: new Client({ connection, namespace: options.namespace }), taskQueue: options.taskQueue });
+  }
+
+  /** The KEK version to seal for, published by the service's keyring workflow. Cached for a minute. */
+  async publicKek(refresh = false): Promise<PublicKek> {
+    if (!refresh && this.kekCache && Date.now() - this.kekCache.at < 60_000) return this.kekCache.kek;
+    const handle = this.temporal.workflow.getHandle(KEYRING_WORKFLOW_ID);
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      try {
+        const kek = await handle.query(getPublicKekQuery);
+        if (kek) {
+          this.kekCache = { kek, at: Date.now() };
+          return kek;
+        }
+      } catch (err) {
+        if (!(err instanceof WorkflowNotFoundError)) throw toServiceError(err);
+      }
+      if (Date.now() > deadline) {
+        throw new AncServiceError('ServiceUnavailable', 'the service has not published its key yet: is a worker running?');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+
+  private async seal(password: string, tenantId: string, ancId: string, op: 'create' | 'update'): Promise<string> {
+    return sealPasswordEnvelope({ password, kek: await this.publicKek(), tenantId, ancId, op });
+  }
+
+  /** Provide: create an ANC with its domain credential. Resolves once it is encrypted and stored. */
+  async createAnc(input: CreateAncInput): Promise<AncView> {
+    return mapped(async () => {
+      validateTenantId(input.tenantId);
+      validateAncId(input.ancId);
+      const spec: AncSpec = {
+        displayName: input.displayName,
+        adDomainName: input.adDomainName,
+        organizationalUnit: input.organizationalUnit,
+        adDomainUsername: input.adDomainUsername,
+      };
+      validateAncSpec(spec);
+      checkPassword(input.password);
+      const passwordEnvelope = await this.seal(input.password, input.tenantId, input.ancId, 'create');
+      const startWorkflowOperation = new WithStartWorkflowOperation<typeof ancWorkflow>('ancWorkflow', {
+        workflowId: ancWorkflowId(input.tenantId, input.ancId),
+        taskQueue: this.taskQueue,
+        args: [{ tenantId: input.tenantId, ancId: input.ancId, healthCheckIntervalMinutes: this.healthCheckIntervalMinutes }],
+        workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+        typedSearchAttributes: [
+          { key: TenantIdKey, value: input.tenantId },
+          { key: AncIdKey, value: input.ancId },
+          { key: AncStateKey, value: 'creating' },
+          { key: HealthStatusKey, value: 'pending' satisfies HealthStatus },
+        ],
+      });
+      return this.temporal.workflow.executeUpdateWithStart(createAncUpdate, {
+        args: [{ ...spec, actor: input.actor, passwordEnvelope }],
+        updateId: input.requestId ?? randomUUID(),
+        startWorkflowOperation,
+      });
+    });
+  }
+
+  /** Update: replace the stored credential; it is re-encrypted under the tenant's current key. */
+  async updateAncPassword(
+    tenantId: string,
+    ancId: string,
+    password: string,
+    opts: { actor: string; requestId?: string },
+  ): Promise<CredentialStored> {
+    return mapped(async () => {
+      validateTenantId(tenantId);
+      validateAncId(ancId);
+      checkPassword(password);
+      const passwordEnvelope = await this.seal(password, tenantId, ancId, 'update');
+      return this.temporal.workflow
+        .getHandle(ancWorkflowId(tenantId, ancId))
+        .executeUpdate(updateAncPasswordUpdate, { args: [{ actor: opts.actor, passwordEnvelope }], updateId: opts.requestId ?? randomUUID() });
+    });
+  }
+
+  /** Delete: removes the ANC and all its data at once. Deleting an ANC that is gone already is not an error. */
+  async deleteAnc(tenantId: string, ancId: string, opts: { actor: string; requestId?: string }): Promise<{ deleted: boolean }> {
+    return mapped(async () => {
+      validateTenantId(tenantId);
+      validateAncId(ancId);
+      try {
+        return await this.temporal.workflow
+          .getHandle(ancWorkflowId(tenantId, ancId))
+          .executeUpdate(deleteAncUpdate, { args: [{ actor: opts.actor }], updateId: opts.requestId ?? randomUUID() });
+      } catch (err) {
+        if (isGone(err)) return { deleted: false };
+        throw err;
+      }
+    });
+  }
+
+  /** The ANC's state, credential and key versions and last health check; never secret material. */
+  async getAnc(tenantId: string, ancId: string): Promise<AncView> {
+    return mapped(async () => {
+      validateTenantId(tenantId);
+      validateAncId(ancId);
+      const handle = this.temporal.workflow.getHandle(ancWorkflowId(tenantId, ancId));
+      const description = await handle.describe();
+      if (description.status.name !== 'RUNNING') throw new AncServiceError('AncNotFound', `ANC ${ancId} does not exist`);
+      const view = await handle.query(getAncQuery);
+      if (view.state === 'deleted' || view.state === 'creating') throw new AncServiceError('AncNotFound', `ANC ${ancId} does not exist`);
+      return view;
+    });
+  }
+
+  /** The tenant's ANCs, from Temporal's visibility store (eventually consistent). */
+  async listAncs(tenantId: string): Promise<AncSummary[]> {
+    return mapped(async () => {
+      validateTenantId(tenantId);
+      const result: AncSummary[] = [];
+      const query = `WorkflowType = 'ancWorkflow' AND ExecutionStatus = 'Running' AND TenantId = '${tenantId}'`;
+      for await (const wf of this.temporal.workflow.list({ query })) {
+        const sa = wf.typedSearchAttributes;
+        const state = sa.get(AncStateKey);
+        if (state === 'creating' || state === 'deleted') continue;
+        result.push({ tenantId, ancId: sa.get(AncIdKey) ?? '', state: state ?? 'unknown', healthStatus: sa.get(HealthStatusKey) });
+      }
+      return result.sort((a, b) => a.ancId.localeCompare(b.ancId));
+    });
+  }
+
+  /** Runs the ANC's health checks now with the stored credential and returns the result. */
+  async runHealthChecks(tenantId: string, ancId: string, opts: { actor: string }): Promise<HealthCheckResult> {
+    return mapped(async () => {
+      validateTenantId(tenantId);
+      validateAncId(ancId);
+      return this.temporal.workflow
+        .getHandle(ancWorkflowId(tenantId, ancId))
+        .executeUpdate(runHealthChecksUpdate, { args: [{ actor: opts.actor }] });
+    });
+  }
+}

@@ -1,0 +1,168 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities, type Activities } from '../../activities';
+import type { ActivityDeps } from '../../activities/deps';
+import { AzureKeyVaultKekProvider } from '../../activities/kek/azure-key-vault';
+import { KekDirectory } from '../../activities/kek/directory';
+import { LocalDevKekProvider } from '../../activities/kek/local-dev';
+import type { KekProvider } from '../../activities/kek/provider';
+import { SlidingWindowLimiter } from '../../activities/kek/rate-limiter';
+import { AncClient } from '../../client/sdk';
+import {
+  AncIdKey,
+  AncStateKey,
+  HealthStatusKey,
+  PurgeAtKey,
+  TenantIdKey,
+  TenantStateKey,
+} from '../../common/search-attributes';
+import { emulatorCredential } from '../../worker/kek';
+import { createLogger } from '../../worker/logger';
+import { startSingletons } from '../../worker/singletons';
+import { WORKFLOWS_PATH } from '../../worker/workflows-path';
+import { createTestDatabase, type TestDatabase } from './db';
+import { stackEnv } from './stack';
+
+export const ALL_SEARCH_ATTRIBUTES = [TenantIdKey, AncIdKey, AncStateKey, HealthStatusKey, TenantStateKey, PurgeAtKey];
+
+/** A Temporal dev server (the real `temporal` CLI from .tools), with the service's search attributes. */
+export async function startDevServer(): Promise<TestWorkflowEnvironment> {
+  return TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: { type: 'existing-path', path: stackEnv().TEMPORAL_CLI },
+      ip: '127.0.0.1',
+      ui: false,
+      searchAttributes: ALL_SEARCH_ATTRIBUTES,
+      extraArgs: ['--log-level', 'error'],
+    },
+  });
+}
+
+/** The time-skipping test server (the real `temporal-test-server` from .tools). */
+export async function startTimeSkippingServer(): Promise<TestWorkflowEnvironment> {
+  return TestWorkflowEnvironment.createTimeSkipping({
+    server: { executable: { type: 'existing-path', path: stackEnv().TEMPORAL_TEST_SERVER } },
+  });
+}
+
+export function localKek(): KekProvider {
+  return new LocalDevKekProvider(mkdtempSync(join(tmpdir(), 'anc-kek-')), 2048);
+}
+
+/** A KEK provider talking to the Key Vault emulator over HTTPS, with a fresh key name per call. */
+export function emulatorKek(opts: { keyName?: string; hsmOpsPerSecond?: number } = {}): AzureKeyVaultKekProvider {
+  const env = stackEnv();
+  return new AzureKeyVaultKekProvider({
+    vaultUrl: env.KEYVAULT_URL,
+    keyName: opts.keyName ?? `kek-${randomBytes(6).toString('hex')}`,
+    keySize: 2048,
+    credential: emulatorCredential,
+    limiter: new SlidingWindowLimiter(opts.hsmOpsPerSecond ?? 1000),
+    trustedCaPem: readFileSync(env.KEYVAULT_EMULATOR_CA, 'utf8'),
+    disableChallengeResourceVerification: true,
+  });
+}
+
+/** Captures every log line the activities write, to search for secrets. */
+export class LogSink extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
+    this.lines.push(chunk.toString('utf8'));
+    done();
+  }
+  text(): string {
+    return this.lines.join('');
+  }
+}
+
+export interface Harness {
+  env: TestWorkflowEnvironment;
+  db: TestDatabase;
+  deps: ActivityDeps;
+  logs: LogSink;
+  taskQueue: string;
+  sdk: AncClient;
+  /** Starts a worker (the test owns its lifetime). */
+  startWorker(overrides?: { activities?: Partial<Activities>; options?: Partial<WorkerOptions> }): Promise<RunningWorker>;
+  close(): Promise<void>;
+}
+
+export interface RunningWorker {
+  worker: Worker;
+  stop(): Promise<void>;
+}
+
+export async function createHarness(opts: {
+  env: TestWorkflowEnvironment;
+  kek?: KekProvider;
+  config?: Partial<ActivityDeps['config']>;
+  healthCheckIntervalMinutes?: number;
+  startSingletons?: boolean;
+}): Promise<Harness> {
+  const db = await createTestDatabase();
+  const logs = new LogSink();
+  const kek = new KekDirectory(opts.kek ?? localKek(), 0);
+  await kek.bootstrap(new Date());
+  const deps: ActivityDeps = {
+    pool: db.pool,
+    kek,
+    logger: createLogger('debug', logs),
+    config: {
+      auditMacKey: Buffer.alloc(32, 7),
+      maxAncsPerTenant: 10,
+      envelopeMaxAgeSeconds: 300,
+      retentionDays: 29,
+      disableUnreferencedKekVersions: false,
+      ldap: { urlTemplate: stackEnv().LDAP_URL ?? 'ldap://127.0.0.1:1', startTls: false, timeoutMs: 2000, dnsOverrides: {} },
+      ...opts.config,
+    },
+  };
+  const taskQueue = `tq-${randomBytes(6).toString('hex')}`;
+  const workers: RunningWorker[] = [];
+  const harness: Harness = {
+    env: opts.env,
+    db,
+    deps,
+    logs,
+    taskQueue,
+    sdk: new AncClient({
+      client: opts.env.client,
+      taskQueue,
+      healthCheckIntervalMinutes: opts.healthCheckIntervalMinutes,
+    }),
+    async startWorker(overrides = {}) {
+      const worker = await Worker.create({
+        connection: opts.env.nativeConnection,
+        namespace: opts.env.namespace ?? 'default',
+        taskQueue,
+        workflowsPath: WORKFLOWS_PATH,
+        activities: { ...createActivities(deps), ...overrides.activities },
+        ...overrides.options,
+      });
+      const running = worker.run();
+      const handle: RunningWorker = {
+        worker,
+        async stop() {
+          if (worker.getState() === 'RUNNING') worker.shutdown();
+          await running;
+          workers.splice(workers.indexOf(handle), 1);
+        },
+      };
+      workers.push(handle);
+      return handle;
+    },
+    async close() {
+      for (const w of [...workers]) await w.stop();
+      await db.drop();
+    },
+  };
+  if (opts.startSingletons !== false) {
+    await startSingletons(opts.env.client, taskQueue);
+  }
+  return harness;
+}
