@@ -33,6 +33,7 @@ export type HealthStatus = 'pending' | 'running' | 'passed' | 'failed' | 'warnin
 export type HealthErrorType =
   | 'IncorrectCredentials'
   | 'CredentialsExpired'
+  | 'CredentialsExpiringSoon'
   | 'AccountLockedOrDisabled'
   | 'DomainNotResolvable'
   | 'DomainControllerUnreachable'

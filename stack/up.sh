@@ -134,7 +134,7 @@ start_keyvault_emulator() {
   fi
   if ! port_open "$KV_PORT"; then
     say "starting the Key Vault emulator on https://127.0.0.1:$KV_PORT"
-    nohup "$ROOT/node_modules/.bin/tsx" "$ROOT/stack/keyvault-emulator/main.ts" --port "$KV_PORT" \
+    setsid nohup "$ROOT/node_modules/.bin/tsx" "$ROOT/stack/keyvault-emulator/main.ts" --port "$KV_PORT" \
       --cert "$dir/cert.pem" --key "$dir/key.pem" --state "$dir/state.json" >"$log" 2>&1 &
     echo $! >"$STACK/run/keyvault-emulator.pid"
   fi
@@ -155,7 +155,7 @@ start_temporal_dev() {
   local log="$STACK/log/temporal.log"
   if ! port_open "$TEMPORAL_PORT"; then
     say "starting the Temporal dev server on 127.0.0.1:$TEMPORAL_PORT (Web UI on $TEMPORAL_UI_PORT)"
-    nohup "$TOOLS/venv/bin/temporal" server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" \
+    setsid nohup "$TOOLS/venv/bin/temporal" server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" \
       --ui-port "$TEMPORAL_UI_PORT" --db-filename "$STACK/temporal.db" --log-level warn >"$log" 2>&1 &
     echo $! >"$STACK/run/temporal.pid"
   fi
@@ -163,7 +163,10 @@ start_temporal_dev() {
   wait_port "$TEMPORAL_UI_PORT" 60 "Temporal Web UI" "$log"
 }
 
-[ -x "$ROOT/node_modules/.bin/tsx" ] || fail "node_modules is missing: run 'npm ci' first"
+if [ ! -x "$ROOT/node_modules/.bin/tsx" ]; then
+  say "installing npm dependencies (npm ci)"
+  (cd "$ROOT" && npm ci --no-audit --no-fund >"$STACK/log/npm.log" 2>&1) || fail "npm ci failed (see $STACK/log/npm.log)"
+fi
 
 install_temporal
 start_postgres
@@ -174,10 +177,12 @@ start_ldap
 {
   echo "DATABASE_URL=$DATABASE_URL"
   echo "KEYVAULT_URL=https://127.0.0.1:$KV_PORT"
-  echo "KEYVAULT_EMULATOR_CA=$STACK/keyvault/cert.pem"
+  echo "KEYVAULT_EMULATOR=true"
+  echo "KEYVAULT_CA=$STACK/keyvault/cert.pem"
   echo "TEMPORAL_CLI=$TOOLS/venv/bin/temporal"
   echo "TEMPORAL_TEST_SERVER=$TOOLS/venv/bin/temporal-test-server"
   [ -n "${LDAP_URL:-}" ] && echo "LDAP_URL=$LDAP_URL"
+  [ -n "${DNS_OVERRIDES:-}" ] && echo "DNS_OVERRIDES=$DNS_OVERRIDES"
   [ "$WITH_TEMPORAL" = 1 ] && echo "TEMPORAL_ADDRESS=127.0.0.1:$TEMPORAL_PORT"
   [ "$WITH_TEMPORAL" = 1 ] && echo "TEMPORAL_UI_URL=http://127.0.0.1:$TEMPORAL_UI_PORT"
   true

@@ -19,8 +19,10 @@ export interface Config {
         keySize: 2048 | 3072 | 4096;
         /** HSM operations allowed per second (Key Vault counts per 10 s window per vault). */
         hsmOpsPerSecond: number;
-        /** Emulator only: trust this CA and use a static token instead of DefaultAzureCredential. */
-        emulatorCaPath?: string;
+        /** Local emulator: a static token instead of DefaultAzureCredential, no challenge resource check. */
+        emulator: boolean;
+        /** PEM file of an extra CA to trust for the vault's TLS certificate (the emulator's). */
+        caPath?: string;
       }
     | { kind: 'local-dev'; dir: string; keySize: 2048 | 3072 | 4096 };
   auditMacKey: Buffer;
@@ -39,6 +41,10 @@ export interface Config {
     caPath?: string;
     /** Static DNS answers (domain=ip,...), for tests and air-gapped sites. */
     dnsOverrides: Record<string, string>;
+    /** How the UPN binds: AD accepts it directly; other directories need a DN lookup first. */
+    upnBind: 'auto' | 'direct' | 'lookup';
+    /** A passed check turns into a warning when the password expires within this many days. */
+    passwordExpiryWarningDays: number;
   };
   logLevel: string;
 }
@@ -92,6 +98,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push(`${name} must be true or false (got "${raw}")`);
     return fallback;
   };
+  const oneOf = <T extends string>(name: string, allowed: readonly T[], fallback: T): T => {
+    const raw = env[name]?.trim();
+    if (!raw) return fallback;
+    if ((allowed as readonly string[]).includes(raw)) return raw as T;
+    problems.push(`${name} must be one of ${allowed.join(', ')} (got "${raw}")`);
+    return fallback;
+  };
   const keySize = (name: string): 2048 | 3072 | 4096 => {
     const n = int(name, 3072, 2048, 4096);
     if (n !== 2048 && n !== 3072 && n !== 4096) {
@@ -118,7 +131,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       keySize: size,
       // Default: half the vault's limit, leaving room for other clients of the same vault.
       hsmOpsPerSecond: int('KEYVAULT_HSM_OPS_PER_SECOND', vaultLimitPer10s / 20, 1, vaultLimitPer10s / 10),
-      emulatorCaPath: env.KEYVAULT_EMULATOR_CA?.trim() || undefined,
+      emulator: bool('KEYVAULT_EMULATOR', false),
+      caPath: env.KEYVAULT_CA?.trim() || undefined,
     };
   } else {
     kek = {
@@ -181,9 +195,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       timeoutMs: int('LDAP_TIMEOUT_MS', 5000, 100, 120_000),
       caPath: env.LDAP_CA?.trim() || undefined,
       dnsOverrides,
+      upnBind: oneOf('LDAP_UPN_BIND', ['auto', 'direct', 'lookup'] as const, 'auto'),
+      passwordExpiryWarningDays: int('LDAP_PASSWORD_EXPIRY_WARNING_DAYS', 14, 0, 365),
     },
     logLevel: str('LOG_LEVEL', 'info'),
   };
+  if (config.kek.kind === 'azure-key-vault' && config.kek.emulator && env.NODE_ENV === 'production') {
+    problems.push('KEYVAULT_EMULATOR must not be set in production');
+  }
   if (config.temporal.tls?.certPath && !config.temporal.tls.keyPath)
     problems.push('TEMPORAL_TLS_KEY is required with TEMPORAL_TLS_CERT');
   if (problems.length > 0) throw new ConfigError(problems);

@@ -14,14 +14,14 @@ export const emulatorCredential: TokenCredential = {
 
 export function createKekProvider(cfg: Config['kek']): KekProvider {
   if (cfg.kind === 'local-dev') return new LocalDevKekProvider(cfg.dir, cfg.keySize);
-  const emulator = cfg.emulatorCaPath !== undefined;
+  const emulator = cfg.emulator;
   return new AzureKeyVaultKekProvider({
     vaultUrl: cfg.vaultUrl,
     keyName: cfg.keyName,
     keySize: cfg.keySize,
     credential: emulator ? emulatorCredential : new DefaultAzureCredential(),
     limiter: new SlidingWindowLimiter(cfg.hsmOpsPerSecond),
-    trustedCaPem: emulator ? readFileSync(cfg.emulatorCaPath as string, 'utf8') : undefined,
+    trustedCaPem: cfg.caPath ? readFileSync(cfg.caPath, 'utf8') : undefined,
     disableChallengeResourceVerification: emulator,
   });
 }

@@ -7,7 +7,7 @@ import { KekDirectory } from '../activities/kek/directory';
 import { ConfigError, loadConfig, loadLocalStackEnv } from './config';
 import { createKekProvider } from './kek';
 import { createLogger } from './logger';
-import { startSingletons } from './singletons';
+import { ensureRotationSchedule, startSingletons } from './singletons';
 import { ensureSearchAttributes, temporalConnectionOptions } from './temporal';
 import { WORKFLOWS_PATH } from './workflows-path';
 
@@ -39,6 +39,7 @@ async function main(): Promise<void> {
     shutdownGraceTime: '30 seconds',
   });
   await startSingletons(client, config.temporal.taskQueue);
+  await ensureRotationSchedule(client, config.temporal.taskQueue, config.rotationIntervalHours);
   logger.info(
     { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace, temporal: config.temporal.address },
     'Worker started',

@@ -1,6 +1,16 @@
-import { WorkflowIdConflictPolicy, type Client } from '@temporalio/client';
-import { KEYRING_WORKFLOW_ID } from '../common/ids';
+import {
+  ScheduleAlreadyRunning,
+  ScheduleOverlapPolicy,
+  WorkflowIdConflictPolicy,
+  type Client,
+} from '@temporalio/client';
+import { KEYRING_WORKFLOW_ID, ROTATION_SCHEDULE_ID } from '../common/ids';
 import { refreshKekSignal } from '../workflows/definitions';
+import {
+  ROTATION_WORKFLOW_ID_PREFIX,
+  ROTATION_WORKFLOW_TYPE,
+  type RotationWorkflowArgs,
+} from '../workflows/rotation-definitions';
 
 /** Starts the service's long-lived singletons if they are not running yet. Idempotent. */
 export async function startSingletons(client: Client, taskQueue: string): Promise<void> {
@@ -12,4 +22,42 @@ export async function startSingletons(client: Client, taskQueue: string): Promis
     signalArgs: [],
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
   });
+}
+
+/**
+ * Creates the key-rotation schedule (every `intervalHours`, overlap SKIP so two rotations never run
+ * at once) or, when it exists already, brings its interval, task queue and arguments up to date.
+ * Idempotent; every worker calls it at start. A paused schedule stays paused.
+ */
+export async function ensureRotationSchedule(
+  client: Client,
+  taskQueue: string,
+  intervalHours: number,
+  workflowArgs: RotationWorkflowArgs = {},
+): Promise<'created' | 'updated'> {
+  if (!Number.isInteger(intervalHours) || intervalHours < 1)
+    throw new RangeError('intervalHours must be a positive integer');
+  const spec = { intervals: [{ every: `${intervalHours} hours` }] };
+  const action = {
+    type: 'startWorkflow' as const,
+    workflowType: ROTATION_WORKFLOW_TYPE,
+    workflowId: ROTATION_WORKFLOW_ID_PREFIX,
+    taskQueue,
+    args: [workflowArgs],
+    staticSummary: 'Key rotation: renew the KEK, re-wrap and replace tenant keys',
+  };
+  const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 day', pauseOnFailure: false };
+  try {
+    await client.schedule.create({ scheduleId: ROTATION_SCHEDULE_ID, spec, action, policies });
+    return 'created';
+  } catch (err) {
+    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+  }
+  await client.schedule.getHandle(ROTATION_SCHEDULE_ID).update((previous) => ({
+    spec,
+    action,
+    policies,
+    state: { paused: previous.state.paused, note: previous.state.note },
+  }));
+  return 'updated';
 }

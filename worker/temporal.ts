@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Connection } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import { SEARCH_ATTRIBUTES } from '../common/search-attributes';
 import type { Config } from './config';
 
@@ -22,6 +22,8 @@ export function temporalConnectionOptions(cfg: Config['temporal']) {
       : undefined,
   };
 }
+
+const { temporal } = proto;
 
 const INDEXED_VALUE_TYPE = {
   Keyword: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,

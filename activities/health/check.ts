@@ -45,7 +45,11 @@ interface AncCredentialRow {
 const PG_FOREIGN_KEY_VIOLATION = '23503';
 const PG_UNIQUE_VIOLATION = '23505';
 
-const GONE: HealthCheckResult = { status: 'failed', errorType: 'CredentialUnavailable', message: 'the ANC no longer exists' };
+const GONE: HealthCheckResult = {
+  status: 'failed',
+  errorType: 'CredentialUnavailable',
+  message: 'the ANC no longer exists',
+};
 
 function toResult(row: HealthCheckRow): HealthCheckResult {
   return {
@@ -69,7 +73,11 @@ async function storedCheck(db: Pick<Pool, 'query'>, checkId: string): Promise<He
 }
 
 /** The most recent stored health check of an ANC, if any. */
-export async function latestHealthCheck(pool: Pool, tenantId: string, ancId: string): Promise<HealthCheckResult | undefined> {
+export async function latestHealthCheck(
+  pool: Pool,
+  tenantId: string,
+  ancId: string,
+): Promise<HealthCheckResult | undefined> {
   const { rows } = await pool.query<HealthCheckRow>(
     `SELECT status, error_type, message, credential_version, started_at, finished_at, duration_ms
        FROM health_checks WHERE tenant_id = $1 AND anc_id = $2
@@ -160,7 +168,11 @@ export async function checkAncHealth(deps: ActivityDeps, input: CheckAncHealthIn
         workflowId: input.workflowId,
         at: finishedAt,
         outcome: finding.status === 'failed' ? 'failure' : 'success',
-        details: { status: finding.status, errorType: finding.errorType ?? null, credentialVersion: anc.credential_version },
+        details: {
+          status: finding.status,
+          errorType: finding.errorType ?? null,
+          credentialVersion: anc.credential_version,
+        },
       });
       return toResult(row);
     });
@@ -178,7 +190,11 @@ export async function checkAncHealth(deps: ActivityDeps, input: CheckAncHealthIn
 
 async function runChecks(deps: ActivityDeps, input: CheckAncHealthInput, anc: AncCredentialRow): Promise<ProbeFinding> {
   if (!anc.sealed || anc.tenant_key_version === null || !anc.wrapped_key || !anc.kek_version) {
-    return { status: 'failed', errorType: 'CredentialUnavailable', message: 'the current credential version or its tenant key is missing' };
+    return {
+      status: 'failed',
+      errorType: 'CredentialUnavailable',
+      message: 'the current credential version or its tenant key is missing',
+    };
   }
 
   // The stored credential, opened for this check only.
@@ -194,8 +210,15 @@ async function runChecks(deps: ActivityDeps, input: CheckAncHealthInput, anc: An
       sealed: anc.sealed,
     });
   } catch (err) {
-    if (err instanceof CredentialOpenError || (err instanceof ApplicationFailure && err.type === 'CredentialUnavailable')) {
-      return { status: 'failed', errorType: 'CredentialUnavailable', message: 'the stored credential could not be opened' };
+    if (
+      err instanceof CredentialOpenError ||
+      (err instanceof ApplicationFailure && err.type === 'CredentialUnavailable')
+    ) {
+      return {
+        status: 'failed',
+        errorType: 'CredentialUnavailable',
+        message: 'the stored credential could not be opened',
+      };
     }
     throw err; // e.g. Key Vault unreachable: retryable, Temporal tries again
   } finally {
@@ -205,10 +228,17 @@ async function runChecks(deps: ActivityDeps, input: CheckAncHealthInput, anc: An
   const ldap: LdapProbeSettings = deps.config.ldap;
 
   // (a) DNS can resolve the AD domain.
-  const dns = await resolveDomain(anc.ad_domain_name, { overrides: deps.config.ldap.dnsOverrides, timeoutMs: ldap.timeoutMs });
+  const dns = await resolveDomain(anc.ad_domain_name, {
+    overrides: deps.config.ldap.dnsOverrides,
+    timeoutMs: ldap.timeoutMs,
+  });
   if (!dns.ok) {
     const why = dns.reason === 'timeout' ? `no answer within ${ldap.timeoutMs} ms` : (dns.code ?? 'not found');
-    return { status: 'failed', errorType: 'DomainNotResolvable', message: `the AD domain ${anc.ad_domain_name} does not resolve (${why})` };
+    return {
+      status: 'failed',
+      errorType: 'DomainNotResolvable',
+      message: `the AD domain ${anc.ad_domain_name} does not resolve (${why})`,
+    };
   }
 
   // (b) + (c) a domain controller accepts the stored credential; the OU exists.

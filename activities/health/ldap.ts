@@ -53,7 +53,7 @@ export const DEFAULT_EXPIRY_WARNING_DAYS = 14;
  * HealthErrorType has no "expiring soon" member and a warning must carry an error type (the
  * health_checks table requires one when the status is not 'passed'); the nearest is this one.
  */
-export const EXPIRY_WARNING_ERROR_TYPE: HealthErrorType = 'CredentialsExpired';
+export const EXPIRY_WARNING_ERROR_TYPE: HealthErrorType = 'CredentialsExpiringSoon';
 
 export interface ProbeTarget {
   /** The AD domain name as the ANC has it (for TLS server names and the dc= base). */
@@ -200,7 +200,9 @@ function resultCode(err: unknown): number | undefined {
 }
 
 function isRestrictedAfterReset(err: unknown): boolean {
-  return resultCode(err) === LDAP_INSUFFICIENT_ACCESS && err instanceof Error && /restricted to bind/i.test(err.message);
+  return (
+    resultCode(err) === LDAP_INSUFFICIENT_ACCESS && err instanceof Error && /restricted to bind/i.test(err.message)
+  );
 }
 
 /** Classifies a failed simple bind with the stored credential. */
@@ -212,23 +214,43 @@ export function classifyBindFailure(err: unknown, ppolicy: PpolicyResponse | und
     const known = ad ? AD_CODES[ad] : undefined;
     if (known) return failed(known.type, `the domain controller refused ${who}: ${known.what} (AD data ${ad})`);
     if (ppolicy?.error === 'accountLocked') {
-      return failed('AccountLockedOrDisabled', `the domain controller refused ${who}: the account is locked or disabled`);
+      return failed(
+        'AccountLockedOrDisabled',
+        `the domain controller refused ${who}: the account is locked or disabled`,
+      );
     }
     if (ppolicy?.error === 'passwordExpired') {
       return failed('CredentialsExpired', `the domain controller refused ${who}: the password has expired`);
     }
     if (ppolicy?.error === 'changeAfterReset') {
-      return failed('CredentialsExpired', `the domain controller refused ${who}: the password must be changed before it can be used`);
+      return failed(
+        'CredentialsExpired',
+        `the domain controller refused ${who}: the password must be changed before it can be used`,
+      );
     }
-    return failed('IncorrectCredentials', `the domain controller refused ${who}: the user name or password is incorrect`);
+    return failed(
+      'IncorrectCredentials',
+      `the domain controller refused ${who}: the user name or password is incorrect`,
+    );
   }
   if (code === LDAP_STRONG_AUTH_REQUIRED || code === LDAP_CONFIDENTIALITY_REQUIRED) {
-    return failed('Unknown', `the domain controller requires a protected connection for binds (LDAP ${code}): use ldaps:// or StartTLS`);
+    return failed(
+      'Unknown',
+      `the domain controller requires a protected connection for binds (LDAP ${code}): use ldaps:// or StartTLS`,
+    );
   }
   return failed('Unknown', `the domain controller answered the bind of ${who} with LDAP result ${code}`);
 }
 
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE', 'EADDRNOTAVAIL']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EADDRNOTAVAIL',
+]);
 
 /** Errors that are not LDAP results: the connection, TLS, or a timeout. */
 export function classifyTransportError(err: unknown): ProbeFinding {
@@ -240,9 +262,14 @@ export function classifyTransportError(err: unknown): ProbeFinding {
   if (/Operation timed out/.test(message)) {
     return failed('DomainControllerUnreachable', 'the domain controller did not answer within the timeout');
   }
-  if (code === 'ECONNREFUSED') return failed('DomainControllerUnreachable', 'the domain controller refused the connection (ECONNREFUSED)');
-  if (code && NETWORK_CODES.has(code)) return failed('DomainControllerUnreachable', `network error talking to the domain controller (${code})`);
-  if (code && (code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') || /CERT|SELF_SIGNED|UNABLE_TO_|ISSUER/.test(code))) {
+  if (code === 'ECONNREFUSED')
+    return failed('DomainControllerUnreachable', 'the domain controller refused the connection (ECONNREFUSED)');
+  if (code && NETWORK_CODES.has(code))
+    return failed('DomainControllerUnreachable', `network error talking to the domain controller (${code})`);
+  if (
+    code &&
+    (code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') || /CERT|SELF_SIGNED|UNABLE_TO_|ISSUER/.test(code))
+  ) {
     return failed('DomainControllerUnreachable', `TLS with the domain controller failed (${code})`);
   }
   if (/Connection closed|Socket error/.test(message)) {
@@ -271,7 +298,11 @@ export interface ConnectionPlan {
  * including overrides, is the one used), while TLS still verifies the certificate against the
  * domain name. A template without `{domain}` names one fixed server for every domain.
  */
-export function planConnection(settings: Pick<LdapProbeSettings, 'urlTemplate' | 'startTls'>, target: Pick<ProbeTarget, 'domain' | 'address' | 'family'>, ca?: Buffer): ConnectionPlan {
+export function planConnection(
+  settings: Pick<LdapProbeSettings, 'urlTemplate' | 'startTls'>,
+  target: Pick<ProbeTarget, 'domain' | 'address' | 'family'>,
+  ca?: Buffer,
+): ConnectionPlan {
   const substituted = settings.urlTemplate.includes('{domain}');
   const host = target.family === 6 ? `[${target.address}]` : target.address;
   const url = settings.urlTemplate.split('{domain}').join(host);
@@ -280,7 +311,9 @@ export function planConnection(settings: Pick<LdapProbeSettings, 'urlTemplate' |
   const tls: ConnectionOptions = { minVersion: 'TLSv1.2', ...(ca ? { ca } : {}) };
   const serverName = substituted ? target.domain.replace(/\.$/, '') : urlHost;
   // Node sends no SNI for an IP literal and checks it against the certificate's IP SANs.
-  const identity: ConnectionOptions = /^[0-9.]+$|:/.test(serverName) ? { host: serverName } : { servername: serverName, host: urlHost };
+  const identity: ConnectionOptions = /^[0-9.]+$|:/.test(serverName)
+    ? { host: serverName }
+    : { servername: serverName, host: urlHost };
   if (parsed.protocol === 'ldaps:') return { url, tlsOptions: { ...tls, ...identity } };
   if (settings.startTls) return { url, startTlsOptions: { ...tls, ...identity } };
   return { url };
@@ -305,7 +338,11 @@ function escapeDnValue(value: string): string {
  * Binds with the stored credential and checks the OU. Never throws for anything the directory or
  * the network does; the finding says what happened.
  */
-export async function probeDirectory(settings: LdapProbeSettings, target: ProbeTarget, nowMs: number = Date.now()): Promise<ProbeFinding> {
+export async function probeDirectory(
+  settings: LdapProbeSettings,
+  target: ProbeTarget,
+  nowMs: number = Date.now(),
+): Promise<ProbeFinding> {
   let ca: Buffer | undefined;
   if (settings.caPath) ca = await readFile(settings.caPath);
   const plan = planConnection(settings, target, ca);
@@ -322,7 +359,8 @@ export async function probeDirectory(settings: LdapProbeSettings, target: ProbeT
         await client.startTLS(plan.startTlsOptions);
       } catch (err) {
         const code = resultCode(err);
-        if (code !== undefined) return failed('DomainControllerUnreachable', `the domain controller refused StartTLS (LDAP ${code})`);
+        if (code !== undefined)
+          return failed('DomainControllerUnreachable', `the domain controller refused StartTLS (LDAP ${code})`);
         return classifyTransportError(err);
       }
     }
@@ -352,7 +390,10 @@ export async function probeDirectory(settings: LdapProbeSettings, target: ProbeT
 
     const policy = ppolicy.response;
     if (policy?.error === 'changeAfterReset') {
-      return failed('CredentialsExpired', `${who} binds, but its password was reset by an administrator and must be changed before it can be used`);
+      return failed(
+        'CredentialsExpired',
+        `${who} binds, but its password was reset by an administrator and must be changed before it can be used`,
+      );
     }
 
     // 2. The OU the Cloud PCs are joined into must exist.
@@ -401,7 +442,9 @@ async function lookupDn(client: Client, target: ProbeTarget): Promise<{ dn: stri
       sizeLimit: 2,
     });
     if (searchEntries.length === 0) {
-      return { finding: failed('IncorrectCredentials', `no account with the user name ${target.upn} exists in ${base}`) };
+      return {
+        finding: failed('IncorrectCredentials', `no account with the user name ${target.upn} exists in ${base}`),
+      };
     }
     if (searchEntries.length > 1) {
       return { finding: failed('Unknown', `several accounts in ${base} have the user name ${target.upn}`) };
@@ -443,7 +486,10 @@ async function checkOrganizationalUnit(client: Client, ou: string): Promise<Prob
     return undefined;
   } catch (err) {
     if (isRestrictedAfterReset(err)) {
-      return failed('CredentialsExpired', 'the password was reset by an administrator and must be changed before it can be used');
+      return failed(
+        'CredentialsExpired',
+        'the password was reset by an administrator and must be changed before it can be used',
+      );
     }
     const code = resultCode(err);
     if (code === undefined) return classifyTransportError(err);
@@ -470,7 +516,11 @@ export function filetimeToMs(value: string): number | undefined {
 }
 
 /** Best effort: AD computes the password expiry per user. Any problem reading it means "unknown". */
-async function readAdPasswordExpiry(client: Client, target: ProbeTarget, boundDn: string | undefined): Promise<number | undefined> {
+async function readAdPasswordExpiry(
+  client: Client,
+  target: ProbeTarget,
+  boundDn: string | undefined,
+): Promise<number | undefined> {
   const attribute = 'msDS-UserPasswordExpiryTimeComputed';
   try {
     const { searchEntries } = boundDn

@@ -203,6 +203,12 @@ _ldap_stop_ours() {
 ldap_up() {
   local dir="$STACK/ldap" log="$STACK/log/ldap.log" user=openldap
   LDAP_URL="ldap://127.0.0.1:$LDAP_PORT"
+  # The test domain resolves to the loopback directory (for the worker's DNS check; stack/up.sh
+  # records it in .stack/env if it writes DNS_OVERRIDES). Kept if the caller already maps it.
+  case ",${DNS_OVERRIDES:-}," in
+    *,corp.contoso.test=*) ;;
+    *) DNS_OVERRIDES="${DNS_OVERRIDES:+$DNS_OVERRIDES,}corp.contoso.test=127.0.0.1" ;;
+  esac
 
   _ldap_install
   id "$user" >/dev/null 2>&1 || fail "the '$user' system user is missing (install the slapd package)"
@@ -248,9 +254,9 @@ ldap_up() {
   # Foreground (-d) so its log lands in $log; `-d stats` logs connections and operations (bind DNs,
   # result codes), never passwords. Listens on the loopback URL only.
   if [ "$(id -u)" = 0 ]; then
-    nohup runuser -u "$user" -- /usr/sbin/slapd -d stats -h "$LDAP_URL/" -f "$dir/slapd.conf" >>"$log" 2>&1 </dev/null &
+    setsid nohup runuser -u "$user" -- /usr/sbin/slapd -d stats -h "$LDAP_URL/" -f "$dir/slapd.conf" >>"$log" 2>&1 </dev/null &
   else
-    nohup /usr/sbin/slapd -d stats -h "$LDAP_URL/" -f "$dir/slapd.conf" >>"$log" 2>&1 </dev/null &
+    setsid nohup /usr/sbin/slapd -d stats -h "$LDAP_URL/" -f "$dir/slapd.conf" >>"$log" 2>&1 </dev/null &
   fi
   wait_port "$LDAP_PORT" 20 OpenLDAP "$log"
   local i

@@ -78,7 +78,13 @@ describe('the stored credential against a real directory', () => {
 
     const { rows } = await env.db.pool.query('SELECT * FROM health_checks WHERE check_id = $1', [input.checkId]);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ tenant_id: TENANT, anc_id: ancId, status: 'passed', error_type: null, credential_version: 1 });
+    expect(rows[0]).toMatchObject({
+      tenant_id: TENANT,
+      anc_id: ancId,
+      status: 'passed',
+      error_type: null,
+      credential_version: 1,
+    });
     const audit = await env.db.pool.query('SELECT * FROM audit_log WHERE event_key = $1', [input.checkId]);
     expect(audit.rows).toHaveLength(1);
     expect(audit.rows[0]).toMatchObject({
@@ -152,7 +158,7 @@ describe('the stored credential against a real directory', () => {
   it('reports an expired password (pwdMaxAge exceeded, no grace logins) as expired credentials', async () => {
     const ancId = await ancFor(USERS.expired);
     const result = await check(ancId);
-    expect(result).toMatchObject({ status: 'failed', errorType: 'CredentialsExpired' });
+    expect(result).toMatchObject({ status: 'failed', errorType: 'CredentialsExpiringSoon' });
     expect(result.message).toContain('expired');
   });
 
@@ -164,7 +170,7 @@ describe('the stored credential against a real directory', () => {
   it('reports a password an administrator reset (must change at next logon) as expired credentials', async () => {
     const ancId = await ancFor(USERS.mustChange);
     const result = await check(ancId);
-    expect(result).toMatchObject({ status: 'failed', errorType: 'CredentialsExpired' });
+    expect(result).toMatchObject({ status: 'failed', errorType: 'CredentialsExpiringSoon' });
     expect(result.message).toContain('must be changed');
   });
 
@@ -174,7 +180,7 @@ describe('the stored credential against a real directory', () => {
     // Policy: pwdMaxAge 30 days. Changed 27 days ago → 3 days left (below the 14-day threshold).
     await setAttribute(USERS.expiring.name, 'pwdChangedTime', [generalizedTime(now - 27 * 86_400_000)]);
     const soon = await check(ancId);
-    expect(soon).toMatchObject({ status: 'warning', errorType: 'CredentialsExpired' });
+    expect(soon).toMatchObject({ status: 'warning', errorType: 'CredentialsExpiringSoon' });
     expect(soon.message).toMatch(/expires in [23] days/);
 
     await setAttribute(USERS.expiring.name, 'pwdChangedTime', [generalizedTime(now)]);
@@ -185,11 +191,15 @@ describe('the stored credential against a real directory', () => {
     const ancId = await ancFor(USERS.adExpiry);
     const filetime = (ms: number) => (BigInt(ms) * 10_000n + 116_444_736_000_000_000n).toString();
     try {
-      await setAttribute(USERS.adExpiry.name, 'msDS-UserPasswordExpiryTimeComputed', [filetime(Date.now() + 5.5 * 86_400_000)]);
+      await setAttribute(USERS.adExpiry.name, 'msDS-UserPasswordExpiryTimeComputed', [
+        filetime(Date.now() + 5.5 * 86_400_000),
+      ]);
       const soon = await check(ancId);
-      expect(soon).toMatchObject({ status: 'warning', errorType: 'CredentialsExpired' });
+      expect(soon).toMatchObject({ status: 'warning', errorType: 'CredentialsExpiringSoon' });
       expect(soon.message).toMatch(/expires in 5 days/);
-      await setAttribute(USERS.adExpiry.name, 'msDS-UserPasswordExpiryTimeComputed', [filetime(Date.now() + 60 * 86_400_000)]);
+      await setAttribute(USERS.adExpiry.name, 'msDS-UserPasswordExpiryTimeComputed', [
+        filetime(Date.now() + 60 * 86_400_000),
+      ]);
       expect(await check(ancId)).toMatchObject({ status: 'passed' });
     } finally {
       await setAttribute(USERS.adExpiry.name, 'msDS-UserPasswordExpiryTimeComputed', ['9223372036854775807']);
@@ -272,32 +282,54 @@ describe('storage, idempotency and secrecy', () => {
     const input = checkInput(ancId);
     const first = await checkAncHealth(env.deps, input);
     // Even with the directory unreachable now, the retry answers from the stored row.
-    const retry = await checkAncHealth(env.withLdap({ urlTemplate: 'ldap://{domain}:1', timeoutMs: 500 }), { ...input, nowMs: input.nowMs + 60_000 });
+    const retry = await checkAncHealth(env.withLdap({ urlTemplate: 'ldap://{domain}:1', timeoutMs: 500 }), {
+      ...input,
+      nowMs: input.nowMs + 60_000,
+    });
     expect(retry).toEqual(first);
     const [again] = await Promise.all([checkAncHealth(env.deps, input), checkAncHealth(env.deps, input)]);
     expect(again).toEqual(first);
-    const rows = await env.db.pool.query('SELECT count(*)::int AS n FROM health_checks WHERE check_id = $1', [input.checkId]);
+    const rows = await env.db.pool.query('SELECT count(*)::int AS n FROM health_checks WHERE check_id = $1', [
+      input.checkId,
+    ]);
     expect(rows.rows[0]).toEqual({ n: 1 });
-    const audit = await env.db.pool.query('SELECT count(*)::int AS n FROM audit_log WHERE event_key = $1', [input.checkId]);
+    const audit = await env.db.pool.query('SELECT count(*)::int AS n FROM audit_log WHERE event_key = $1', [
+      input.checkId,
+    ]);
     expect(audit.rows[0]).toEqual({ n: 1 });
   });
 
   it('concurrent first attempts with the same checkId store one row', async () => {
     const ancId = await ancFor(USERS.domainJoin);
     const input = checkInput(ancId);
-    const results = await Promise.all([checkAncHealth(env.deps, input), checkAncHealth(env.deps, input), checkAncHealth(env.deps, input)]);
+    const results = await Promise.all([
+      checkAncHealth(env.deps, input),
+      checkAncHealth(env.deps, input),
+      checkAncHealth(env.deps, input),
+    ]);
     for (const r of results) expect(r).toEqual(results[0]);
-    const rows = await env.db.pool.query('SELECT count(*)::int AS n FROM health_checks WHERE check_id = $1', [input.checkId]);
+    const rows = await env.db.pool.query('SELECT count(*)::int AS n FROM health_checks WHERE check_id = $1', [
+      input.checkId,
+    ]);
     expect(rows.rows[0]).toEqual({ n: 1 });
   });
 
   it('an ANC that no longer exists: CredentialUnavailable, nothing written', async () => {
     const ancId = await ancFor(USERS.domainJoin);
-    await deleteAncData(env.deps, { tenantId: TENANT, ancId, operationId: uniqueId('delete'), actor: 'health-test', workflowId: 'wf', nowMs: Date.now() });
+    await deleteAncData(env.deps, {
+      tenantId: TENANT,
+      ancId,
+      operationId: uniqueId('delete'),
+      actor: 'health-test',
+      workflowId: 'wf',
+      nowMs: Date.now(),
+    });
     const input = checkInput(ancId);
     const result = await checkAncHealth(env.deps, input);
     expect(result).toMatchObject({ status: 'failed', errorType: 'CredentialUnavailable' });
-    expect((await env.db.pool.query('SELECT 1 FROM health_checks WHERE check_id = $1', [input.checkId])).rowCount).toBe(0);
+    expect((await env.db.pool.query('SELECT 1 FROM health_checks WHERE check_id = $1', [input.checkId])).rowCount).toBe(
+      0,
+    );
     expect((await env.db.pool.query('SELECT 1 FROM audit_log WHERE event_key = $1', [input.checkId])).rowCount).toBe(0);
   });
 

@@ -44,7 +44,9 @@ export const userDn = (name: string): string => `cn=${name},ou=ServiceAccounts,$
 export function directoryUrl(): URL {
   const url = stackEnv().LDAP_URL;
   if (!url) {
-    throw new Error('the test directory (OpenLDAP) is not part of the running stack: .stack/env has no LDAP_URL; run "bash stack/up.sh"');
+    throw new Error(
+      'the test directory (OpenLDAP) is not part of the running stack: .stack/env has no LDAP_URL; run "bash stack/up.sh"',
+    );
   }
   return new URL(url);
 }
@@ -67,7 +69,10 @@ export async function adminClient(): Promise<Client> {
 export async function setDirectoryPassword(name: string, password: string): Promise<void> {
   const client = await adminClient();
   try {
-    await client.modify(userDn(name), new Change({ operation: 'replace', modification: new Attribute({ type: 'userPassword', values: [password] }) }));
+    await client.modify(
+      userDn(name),
+      new Change({ operation: 'replace', modification: new Attribute({ type: 'userPassword', values: [password] }) }),
+    );
   } finally {
     await client.unbind();
   }
@@ -90,16 +95,23 @@ export async function setAttribute(name: string, type: string, values: string[])
 }
 
 export function generalizedTime(ms: number): string {
-  return new Date(ms).toISOString().replace(/[-:T]/g, '').replace(/\.\d+Z$/, 'Z');
+  return new Date(ms)
+    .toISOString()
+    .replace(/[-:T]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
-export function ldapSettings(overrides: Partial<ActivityDeps['config']['ldap'] & LdapProbeSettings> = {}): ActivityDeps['config']['ldap'] {
+export function ldapSettings(
+  overrides: Partial<ActivityDeps['config']['ldap'] & LdapProbeSettings> = {},
+): ActivityDeps['config']['ldap'] {
   const url = directoryUrl();
   return {
     urlTemplate: `ldap://{domain}:${url.port || '389'}`,
     startTls: false,
     timeoutMs: 3000,
     dnsOverrides: { [DOMAIN]: url.hostname },
+    upnBind: 'auto',
+    passwordExpiryWarningDays: 14,
     ...overrides,
   };
 }
@@ -152,11 +164,24 @@ export const uniqueId = (prefix: string): string => `${prefix}-${randomBytes(5).
 /** Creates an ANC through the real provideCredential path (client envelope → sealed credential). */
 export async function createAnc(
   deps: ActivityDeps,
-  args: { tenantId: string; ancId: string; username: string; password: string; domain?: string; organizationalUnit?: string },
+  args: {
+    tenantId: string;
+    ancId: string;
+    username: string;
+    password: string;
+    domain?: string;
+    organizationalUnit?: string;
+  },
 ): Promise<CredentialStored> {
   const kek = await describeCurrentKek(deps);
   const now = Date.now();
-  const passwordEnvelope = await sealPasswordEnvelope({ password: args.password, kek, tenantId: args.tenantId, ancId: args.ancId, op: 'create' });
+  const passwordEnvelope = await sealPasswordEnvelope({
+    password: args.password,
+    kek,
+    tenantId: args.tenantId,
+    ancId: args.ancId,
+    op: 'create',
+  });
   return provideCredential(deps, {
     mode: 'create',
     tenantId: args.tenantId,
@@ -177,10 +202,19 @@ export async function createAnc(
 }
 
 /** updateAdDomainPassword through the real provideCredential path. */
-export async function updateAncPassword(deps: ActivityDeps, args: { tenantId: string; ancId: string; password: string }): Promise<CredentialStored> {
+export async function updateAncPassword(
+  deps: ActivityDeps,
+  args: { tenantId: string; ancId: string; password: string },
+): Promise<CredentialStored> {
   const kek = await describeCurrentKek(deps);
   const now = Date.now();
-  const passwordEnvelope = await sealPasswordEnvelope({ password: args.password, kek, tenantId: args.tenantId, ancId: args.ancId, op: 'update' });
+  const passwordEnvelope = await sealPasswordEnvelope({
+    password: args.password,
+    kek,
+    tenantId: args.tenantId,
+    ancId: args.ancId,
+    op: 'update',
+  });
   return provideCredential(deps, {
     mode: 'update',
     tenantId: args.tenantId,
