@@ -89,7 +89,12 @@ describe('ANC credential lifecycle (dev server, PostgreSQL, local KEK)', () => {
     const tenantId = uniqueId('t');
     const ancId = uniqueId('anc');
     const created = await h.sdk.createAnc({ tenantId, ancId, ...spec, password: 'First#Pass1', actor });
-    expect(created).toMatchObject({ state: 'active', credentialVersion: 1, tenantKeyVersion: 1, adDomainName: spec.adDomainName });
+    expect(created).toMatchObject({
+      state: 'active',
+      credentialVersion: 1,
+      tenantKeyVersion: 1,
+      adDomainName: spec.adDomainName,
+    });
 
     const u1 = await h.sdk.updateAncPassword(tenantId, ancId, 'Second#Pass2', { actor });
     const u2 = await h.sdk.updateAncPassword(tenantId, ancId, 'Third#Pass3', { actor });
@@ -195,17 +200,19 @@ describe('ANC credential lifecycle (dev server, PostgreSQL, local KEK)', () => {
     const keyA = await unwrapTenantKey(h.deps.kek, ra);
     expect(keyA.equals(keyB)).toBe(false);
     // B's key on A's credential, with either tenant's context: refused.
-    expect(() => openCredential({ tenantKey: keyB, keyVersion: 1, tenantId: a, ancId: 'anc', sealed: ra.sealed })).toThrow(
-      CredentialOpenError,
-    );
-    expect(() => openCredential({ tenantKey: keyB, keyVersion: 1, tenantId: b, ancId: 'anc', sealed: ra.sealed })).toThrow(
-      CredentialOpenError,
-    );
+    expect(() =>
+      openCredential({ tenantKey: keyB, keyVersion: 1, tenantId: a, ancId: 'anc', sealed: ra.sealed }),
+    ).toThrow(CredentialOpenError);
+    expect(() =>
+      openCredential({ tenantKey: keyB, keyVersion: 1, tenantId: b, ancId: 'anc', sealed: ra.sealed }),
+    ).toThrow(CredentialOpenError);
     // Even A's key refuses A's credential presented as B's.
-    expect(() => openCredential({ tenantKey: keyA, keyVersion: 1, tenantId: b, ancId: 'anc', sealed: ra.sealed })).toThrow(
-      CredentialOpenError,
+    expect(() =>
+      openCredential({ tenantKey: keyA, keyVersion: 1, tenantId: b, ancId: 'anc', sealed: ra.sealed }),
+    ).toThrow(CredentialOpenError);
+    expect(openCredential({ tenantKey: keyA, keyVersion: 1, tenantId: a, ancId: 'anc', sealed: ra.sealed })).toBe(
+      'Tenant#A',
     );
-    expect(openCredential({ tenantKey: keyA, keyVersion: 1, tenantId: a, ancId: 'anc', sealed: ra.sealed })).toBe('Tenant#A');
   });
 
   describe('bad input gets a typed error and changes nothing', () => {
@@ -215,7 +222,11 @@ describe('ANC credential lifecycle (dev server, PostgreSQL, local KEK)', () => {
       ['InvalidDomainName (single label)', { adDomainName: 'contoso' }, 'InvalidDomainName'],
       ['InvalidDomainName (too long)', { adDomainName: `${'a'.repeat(63)}.`.repeat(4) + 'test' }, 'InvalidDomainName'],
       ['InvalidOrganizationalUnit (not a DN)', { organizationalUnit: 'CloudPCs' }, 'InvalidOrganizationalUnit'],
-      ['InvalidOrganizationalUnit (other domain)', { organizationalUnit: 'OU=CloudPCs,DC=fabrikam,DC=test' }, 'InvalidOrganizationalUnit'],
+      [
+        'InvalidOrganizationalUnit (other domain)',
+        { organizationalUnit: 'OU=CloudPCs,DC=fabrikam,DC=test' },
+        'InvalidOrganizationalUnit',
+      ],
       ['InvalidDisplayName', { displayName: '' }, 'InvalidDisplayName'],
       ['PasswordEmpty', { password: '' }, 'PasswordEmpty'],
       ['PasswordTooLong', { password: 'x'.repeat(257) }, 'PasswordTooLong'],
@@ -225,7 +236,14 @@ describe('ANC credential lifecycle (dev server, PostgreSQL, local KEK)', () => {
       it(`${name} (SDK)`, async () => {
         const before = await dumpStable(h);
         await expectServiceError(
-          h.sdk.createAnc({ tenantId: uniqueId('bad'), ancId: 'anc', ...spec, password: 'Good#Pass1', actor, ...override }),
+          h.sdk.createAnc({
+            tenantId: uniqueId('bad'),
+            ancId: 'anc',
+            ...spec,
+            password: 'Good#Pass1',
+            actor,
+            ...override,
+          }),
           type,
         );
         expect(await dumpStable(h)).toBe(before);
@@ -261,8 +279,12 @@ describe('ANC credential lifecycle (dev server, PostgreSQL, local KEK)', () => {
       const t = uniqueId('raw');
       expect(await failureType(rawCreate(t, 'a1', { adDomainUsername: 'nope' }, 'Good#Pass1'))).toBe('InvalidUpn');
       expect(await failureType(rawCreate(t, 'a2', { adDomainName: 'x' }, 'Good#Pass1'))).toBe('InvalidDomainName');
-      expect(await failureType(rawCreate(t, 'a3', { organizationalUnit: 'DC=x' }, 'Good#Pass1'))).toBe('InvalidOrganizationalUnit');
-      expect(await failureType(rawCreate(t, 'a4', { passwordEnvelope: 'not-a-jwe' }, 'Good#Pass1'))).toBe('InvalidEnvelope');
+      expect(await failureType(rawCreate(t, 'a3', { organizationalUnit: 'DC=x' }, 'Good#Pass1'))).toBe(
+        'InvalidOrganizationalUnit',
+      );
+      expect(await failureType(rawCreate(t, 'a4', { passwordEnvelope: 'not-a-jwe' }, 'Good#Pass1'))).toBe(
+        'InvalidEnvelope',
+      );
       // The password is only visible once opened inside the activity: checked there.
       expect(await failureType(rawCreate(t, 'a5', {}, ''))).toBe('PasswordEmpty');
       expect(await failureType(rawCreate(t, 'a6', {}, 'y'.repeat(257)))).toBe('PasswordTooLong');
@@ -273,17 +295,28 @@ describe('ANC credential lifecycle (dev server, PostgreSQL, local KEK)', () => {
       const tenantId = uniqueId('dup');
       await h.sdk.createAnc({ tenantId, ancId: 'anc', ...spec, password: 'Good#Pass1', actor });
       const before = await dumpStable(h);
-      await expectServiceError(h.sdk.createAnc({ tenantId, ancId: 'anc', ...spec, password: 'Other#Pass', actor }), 'AncAlreadyExists');
+      await expectServiceError(
+        h.sdk.createAnc({ tenantId, ancId: 'anc', ...spec, password: 'Other#Pass', actor }),
+        'AncAlreadyExists',
+      );
       await expectServiceError(h.sdk.updateAncPassword(tenantId, 'missing', 'Good#Pass2', { actor }), 'AncNotFound');
 
       const kek = await h.sdk.publicKek();
       const handle = env.client.workflow.getHandle(ancWorkflowId(tenantId, 'anc'));
-      const envelope = await sealPasswordEnvelope({ password: 'Once#Only1', kek, tenantId, ancId: 'anc', op: 'update' });
+      const envelope = await sealPasswordEnvelope({
+        password: 'Once#Only1',
+        kek,
+        tenantId,
+        ancId: 'anc',
+        op: 'update',
+      });
       await handle.executeUpdate(updateAncPasswordUpdate, { args: [{ actor, passwordEnvelope: envelope }] });
       const afterFirst = await dumpStable(h);
-      expect(await failureType(handle.executeUpdate(updateAncPasswordUpdate, { args: [{ actor, passwordEnvelope: envelope }] }))).toBe(
-        'EnvelopeReused',
-      );
+      expect(
+        await failureType(
+          handle.executeUpdate(updateAncPasswordUpdate, { args: [{ actor, passwordEnvelope: envelope }] }),
+        ),
+      ).toBe('EnvelopeReused');
       const old = await sealPasswordEnvelope({
         password: 'Too#Old1',
         kek,
@@ -292,13 +325,15 @@ describe('ANC credential lifecycle (dev server, PostgreSQL, local KEK)', () => {
         op: 'update',
         now: new Date(Date.now() - 10 * 60_000),
       });
-      expect(await failureType(handle.executeUpdate(updateAncPasswordUpdate, { args: [{ actor, passwordEnvelope: old }] }))).toBe(
-        'EnvelopeExpired',
-      );
+      expect(
+        await failureType(handle.executeUpdate(updateAncPasswordUpdate, { args: [{ actor, passwordEnvelope: old }] })),
+      ).toBe('EnvelopeExpired');
       const other = await sealPasswordEnvelope({ password: 'Wrong#Anc1', kek, tenantId, ancId: 'other', op: 'update' });
-      expect(await failureType(handle.executeUpdate(updateAncPasswordUpdate, { args: [{ actor, passwordEnvelope: other }] }))).toBe(
-        'InvalidEnvelope',
-      );
+      expect(
+        await failureType(
+          handle.executeUpdate(updateAncPasswordUpdate, { args: [{ actor, passwordEnvelope: other }] }),
+        ),
+      ).toBe('InvalidEnvelope');
       expect(await dumpStable(h)).toBe(afterFirst);
       expect(before).not.toBe(afterFirst);
       expect(await handle.query(getAncQuery)).toMatchObject({ credentialVersion: 2 });

@@ -12,7 +12,9 @@ import { ROOT } from './support/stack';
 // Every log line the Temporal runtime, the worker and the workflows write in this process.
 const runtimeLog: string[] = [];
 Runtime.install({
-  logger: new DefaultLogger('TRACE', (entry) => runtimeLog.push(`${entry.level} ${entry.message} ${JSON.stringify(entry.meta ?? {})}`)),
+  logger: new DefaultLogger('TRACE', (entry) =>
+    runtimeLog.push(`${entry.level} ${entry.message} ${JSON.stringify(entry.meta ?? {})}`),
+  ),
 });
 
 /** The forms a secret could take in a sink: UTF-8, UTF-16LE, hex, and base64/base64url at each alignment. */
@@ -57,7 +59,10 @@ describe('no plaintext password reaches Temporal history, the database or a log'
   });
 
   it('canary passwords are found in no sink, in any encoding', async () => {
-    const canaries = [`Canary-${randomBytes(12).toString('hex')}`, `Cänary-ünïcode-${randomBytes(8).toString('hex')}-密码`];
+    const canaries = [
+      `Canary-${randomBytes(12).toString('hex')}`,
+      `Cänary-ünïcode-${randomBytes(8).toString('hex')}-密码`,
+    ];
     const tenantId = `canary-${randomBytes(4).toString('hex')}`;
     const actor = 'canary@contoso.test';
     const spec = {
@@ -71,7 +76,9 @@ describe('no plaintext password reaches Temporal history, the database or a log'
     await h.sdk.runHealthChecks(tenantId, 'anc-1', { actor });
     await h.sdk.deleteAnc(tenantId, 'anc-2', { actor });
     // A rejected request whose password was valid must not leak it either.
-    await h.sdk.createAnc({ tenantId, ancId: 'anc-1', ...spec, password: canaries[0] as string, actor }).catch(() => undefined);
+    await h.sdk
+      .createAnc({ tenantId, ancId: 'anc-1', ...spec, password: canaries[0] as string, actor })
+      .catch(() => undefined);
 
     // Sink 1: the full history of every workflow on the server, as the server stores it.
     let histories = '';

@@ -27,7 +27,13 @@ function ratio(what: string, value: number, baseline: number): void {
 async function sealing(): Promise<void> {
   console.log('Sealing a 24-character password (encrypt-then-MAC with HKDF subkeys) vs bare AES-256-CBC');
   const tenantKey = randomBytes(32);
-  const args = { tenantKey, keyVersion: 1, tenantId: 'tenant-1', ancId: 'anc-1', plaintext: 'Correct-Horse-Battery-9!' };
+  const args = {
+    tenantKey,
+    keyVersion: 1,
+    tenantId: 'tenant-1',
+    ancId: 'anc-1',
+    plaintext: 'Correct-Horse-Battery-9!',
+  };
   const baseline = await time('baseline: AES-256-CBC only (no KDF, no MAC)', 20_000, () => {
     const c = createCipheriv('aes-256-cbc', tenantKey, randomBytes(16));
     return Buffer.concat([c.update(args.plaintext, 'utf8'), c.final()]);
@@ -54,7 +60,9 @@ async function wrapping(): Promise<void> {
   const version = await provider.createVersion(new Date(Date.now() + 365 * 86_400_000));
   const key = randomBytes(32);
   const wrapped = await provider.wrap(key, version);
-  const remoteUnwrap = await time('baseline: remote unwrap (one HSM call)', 200, () => provider.unwrap(wrapped, version.version));
+  const remoteUnwrap = await time('baseline: remote unwrap (one HSM call)', 200, () =>
+    provider.unwrap(wrapped, version.version),
+  );
   const localWrap = await time('local wrap (RSA-OAEP-256, public key)', 2_000, () => provider.wrap(key, version));
   ratio('local wrap vs one HSM call', localWrap, remoteUnwrap);
   console.log(
