@@ -2,6 +2,8 @@ import { deleteAncData, provideCredential, type DeleteAncInput, type ProvideCred
 import type { ActivityDeps } from './deps';
 import { checkAncHealth, type CheckAncHealthInput } from './health/check';
 import { describeCurrentKek } from './keyring';
+import { createRotationActivities } from './rotation';
+import { createTenantActivities } from './tenant';
 
 /** Builds the activities from their dependencies; the worker passes real ones, tests may pass their own. */
 export function createActivities(deps: ActivityDeps) {
@@ -10,6 +12,8 @@ export function createActivities(deps: ActivityDeps) {
     deleteAncData: (input: DeleteAncInput) => deleteAncData(deps, input),
     describeCurrentKek: () => describeCurrentKek(deps),
     checkAncHealth: (input: CheckAncHealthInput) => checkAncHealth(deps, input),
+    ...createRotationActivities(deps),
+    ...createTenantActivities(deps),
   };
 }
 

@@ -22,6 +22,8 @@ import {
 } from '../workflows/definitions';
 import { sealPasswordEnvelope } from './envelope';
 import { AncServiceError, isGone, toServiceError } from './errors';
+import * as rotation from './rotation';
+import * as tenant from './tenant';
 
 export { AncServiceError } from './errors';
 export type { AncSpec, AncView, CredentialStored, HealthCheckResult } from '../common/types';
@@ -223,5 +225,49 @@ export class AncClient {
         .getHandle(ancWorkflowId(tenantId, ancId))
         .executeUpdate(runHealthChecksUpdate, { args: [{ actor: opts.actor }] });
     });
+  }
+
+  /**
+   * Runs a key rotation now (KEK renewal when due, re-wrapping, tenant key replacement) through the
+   * rotation schedule; when one is running already nothing new starts and the running one is named.
+   */
+  async triggerRotation(): Promise<rotation.RotationTriggered> {
+    return mapped(() => rotation.triggerRotation(this.temporal));
+  }
+
+  /**
+   * Phase, KEK versions, counts and cursor of a rotation: the given workflow, else the running one,
+   * else the latest one. Undefined when none has run yet.
+   */
+  async getRotationProgress(workflowId?: string): Promise<rotation.RotationStatus | undefined> {
+    return mapped(() => rotation.getRotationProgress(this.temporal, workflowId));
+  }
+
+  /**
+   * Deactivates a tenant: its ANCs stop (credentials kept sealed) and its data is purged when the
+   * retention window (29 days by default) passes without a reactivation. Deactivating again is not
+   * an error and keeps the first purge date. TenantNotFound, TenantPurged.
+   */
+  async deactivateTenant(tenantId: string, opts: tenant.TenantLifecycleOptions): Promise<tenant.TenantView> {
+    return mapped(() => tenant.changeTenantState(this.temporal, this.taskQueue, 'deactivate', tenantId, opts));
+  }
+
+  /**
+   * Reactivates a deactivated tenant within its retention window: the tenant and its ANCs are
+   * restored as they were. Reactivating an active tenant is not an error. TenantPurged once the
+   * window has passed; TenantNotFound.
+   */
+  async reactivateTenant(tenantId: string, opts: tenant.TenantLifecycleOptions): Promise<tenant.TenantView> {
+    return mapped(() => tenant.changeTenantState(this.temporal, this.taskQueue, 'reactivate', tenantId, opts));
+  }
+
+  /** The tenant's lifecycle state, deactivation and purge dates. TenantNotFound if never deactivated. */
+  async getTenant(tenantId: string): Promise<tenant.TenantView> {
+    return mapped(() => tenant.getTenant(this.temporal, tenantId));
+  }
+
+  /** Tenants with a lifecycle record, optionally in one state, from Temporal's visibility store. */
+  async listTenants(filter: { state?: tenant.TenantState } = {}): Promise<tenant.TenantSummary[]> {
+    return mapped(() => tenant.listTenants(this.temporal, filter));
   }
 }

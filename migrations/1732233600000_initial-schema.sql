@@ -15,7 +15,8 @@ CREATE TABLE tenants (
   -- A deactivated tenant always knows when it will be purged; an active one has no such dates.
   CONSTRAINT tenants_deactivation_dates CHECK (
     (state = 'active' AND deactivated_at IS NULL AND purge_at IS NULL AND purged_at IS NULL)
-    OR (state = 'deactivated' AND deactivated_at IS NOT NULL AND purge_at > deactivated_at AND purged_at IS NULL)
+    OR (state = 'deactivated' AND deactivated_at IS NOT NULL AND purge_at IS NOT NULL AND purge_at > deactivated_at
+        AND purged_at IS NULL)
     OR (state = 'purged' AND purged_at IS NOT NULL)
   )
 );

@@ -1,3 +1,5 @@
 // Every workflow the worker runs. Each lifecycle step lives in the file named for it.
 export { ancWorkflow } from './anc';
 export { keyringWorkflow } from './keyring';
+export { rotationWorkflow } from './rotation';
+export { tenantWorkflow } from './tenant';

@@ -13,7 +13,8 @@ export type AuditEvent =
   | 'tenant.deactivated'
   | 'tenant.reactivated'
   | 'tenant.purged'
-  | 'kek.rotated';
+  | 'kek.rotated'
+  | 'kek.renewed';
 
 export interface AuditEntry {
   /** Idempotency key: the same key appends once, however often the caller retries. */

@@ -44,7 +44,8 @@ export class AzureKeyVaultKekProvider implements KekProvider {
   // The SDK mutates the options object it is given, so each client gets a fresh one.
   private readonly clientOptions: () => KeyClientOptions;
   private readonly versions = new Map<string, KekVersion>();
-  private readonly crypto = new Map<string, CryptographyClient>();
+  /** Per version: its crypto client, and that client's first call, which later calls wait for. */
+  private readonly crypto = new Map<string, { client: CryptographyClient; firstCall: Promise<unknown> }>();
 
   constructor(private readonly opts: AzureKeyVaultKekOptions) {
     const counters = this.counters;
@@ -100,15 +101,36 @@ export class AzureKeyVaultKekProvider implements KekProvider {
     try {
       for await (const props of this.keys.listPropertiesOfKeyVersions(this.opts.keyName)) {
         if (!props.version) continue;
+        if (props.enabled === false) {
+          // Key Vault refuses to GET a disabled version (403), so unless this process cached it
+          // before, a disabled version is listed from its properties, without its public key.
+          const cached = this.versions.get(props.version);
+          if (cached) {
+            result.push({ ...cached, enabled: false });
+            continue;
+          }
+          if (!props.expiresOn) throw new Error(`KEK version ${props.version} has no expiry date`);
+          result.push({
+            kekId: this.opts.keyName,
+            version: props.version,
+            publicJwk: {},
+            createdAt: props.createdOn ?? new Date(0),
+            expiresAt: props.expiresOn,
+            enabled: false,
+          });
+          continue;
+        }
         const v = await this.getVersion(props.version);
         // Enabled state can change; the listing is authoritative for it.
-        result.push({ ...v, enabled: props.enabled !== false });
+        result.push({ ...v, enabled: true });
       }
     } catch (err) {
       if (statusOf(err) === 404) return [];
       throw err;
     }
-    return result.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.version.localeCompare(b.version));
+    // Creation times have one-second precision; the sort is stable, so versions created in the
+    // same second keep the service's order (creation order) instead of a random version-id order.
+    return result.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
   }
 
   async currentVersion(): Promise<KekVersion | undefined> {
@@ -116,14 +138,15 @@ export class AzureKeyVaultKekProvider implements KekProvider {
   }
 
   async createVersion(expiresAt: Date): Promise<KekVersion> {
-    await this.opts.limiter.acquire();
     this.counters.creates += 1;
-    const key = await this.keys.createRsaKey(this.opts.keyName, {
-      hsm: true,
-      keySize: this.opts.keySize,
-      expiresOn: expiresAt,
-      keyOps: ['wrapKey', 'unwrapKey'],
-    });
+    const key = await this.opts.limiter.run(() =>
+      this.keys.createRsaKey(this.opts.keyName, {
+        hsm: true,
+        keySize: this.opts.keySize,
+        expiresOn: expiresAt,
+        keyOps: ['wrapKey', 'unwrapKey'],
+      }),
+    );
     const v = this.toVersion(key);
     this.versions.set(v.version, v);
     return v;
@@ -133,21 +156,34 @@ export class AzureKeyVaultKekProvider implements KekProvider {
     return wrapWithPublicKey(version.publicJwk, key);
   }
 
-  private cryptoClient(version: string): CryptographyClient {
-    let client = this.crypto.get(version);
-    if (!client) {
-      const kid = `${this.opts.vaultUrl.replace(/\/+$/, '')}/keys/${this.opts.keyName}/${version}`;
-      client = new CryptographyClient(kid, this.opts.credential, this.clientOptions());
-      this.crypto.set(version, client);
-    }
-    return client;
+  private unwrapRemote(version: string, wrapped: Buffer): Promise<{ result: Uint8Array }> {
+    const entry = this.crypto.get(version);
+    if (entry) return entry.firstCall.then(() => entry.client.unwrapKey('RSA-OAEP-256', wrapped));
+    const vaultUrl = this.opts.vaultUrl.replace(/\/+$/, '');
+    const name = this.opts.keyName;
+    const id = `${vaultUrl}/keys/${name}/${version}`;
+    // Built from the version's identity alone (no key material, no dates): given only a key id,
+    // the SDK first GETs the key and then refuses, client-side, to unwrap once the version's
+    // expiry has passed, although Key Vault itself still unwraps (exp only stops new wraps).
+    // That would strand every key still wrapped by an expired version, re-wrapping included.
+    const client = new CryptographyClient(
+      { name, id, properties: { name, id, vaultUrl, version } },
+      this.opts.credential,
+      this.clientOptions(),
+    );
+    // A new client's first request goes alone: the SDK's challenge authentication sends it
+    // without its body to obtain the challenge, and puts the body back only if that same request
+    // completes the challenge. When another first request wins that race, the unwrap is re-sent
+    // with no body (a 400, which would read as KekUnwrapError).
+    const call = client.unwrapKey('RSA-OAEP-256', wrapped);
+    this.crypto.set(version, { client, firstCall: call.catch(() => undefined) });
+    return call;
   }
 
   async unwrap(wrapped: Buffer, version: string): Promise<Buffer> {
-    await this.opts.limiter.acquire();
     this.counters.remoteUnwraps += 1;
     try {
-      const { result } = await this.cryptoClient(version).unwrapKey('RSA-OAEP-256', wrapped);
+      const { result } = await this.opts.limiter.run(() => this.unwrapRemote(version, wrapped));
       return Buffer.from(result);
     } catch (err) {
       const status = statusOf(err);
@@ -158,8 +194,7 @@ export class AzureKeyVaultKekProvider implements KekProvider {
   }
 
   async disableVersion(version: string): Promise<void> {
-    await this.opts.limiter.acquire();
-    await this.keys.updateKeyProperties(this.opts.keyName, version, { enabled: false });
+    await this.opts.limiter.run(() => this.keys.updateKeyProperties(this.opts.keyName, version, { enabled: false }));
     const cached = this.versions.get(version);
     if (cached) this.versions.set(version, { ...cached, enabled: false });
   }

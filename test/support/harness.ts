@@ -63,7 +63,7 @@ export function emulatorKek(opts: { keyName?: string; hsmOpsPerSecond?: number }
     keySize: 2048,
     credential: emulatorCredential,
     limiter: new SlidingWindowLimiter(opts.hsmOpsPerSecond ?? 1000),
-    trustedCaPem: readFileSync(env.KEYVAULT_EMULATOR_CA, 'utf8'),
+    trustedCaPem: readFileSync(env.KEYVAULT_CA, 'utf8'),
     disableChallengeResourceVerification: true,
   });
 }
@@ -118,7 +118,14 @@ export async function createHarness(opts: {
       envelopeMaxAgeSeconds: 300,
       retentionDays: 29,
       disableUnreferencedKekVersions: false,
-      ldap: { urlTemplate: stackEnv().LDAP_URL ?? 'ldap://127.0.0.1:1', startTls: false, timeoutMs: 2000, dnsOverrides: {} },
+      ldap: {
+        urlTemplate: stackEnv().LDAP_URL ?? 'ldap://127.0.0.1:1',
+        startTls: false,
+        timeoutMs: 2000,
+        dnsOverrides: { 'corp.contoso.test': '127.0.0.1' },
+        upnBind: 'auto',
+        passwordExpiryWarningDays: 14,
+      },
       ...opts.config,
     },
   };

@@ -6,7 +6,7 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export interface StackEnv {
   DATABASE_URL: string;
   KEYVAULT_URL: string;
-  KEYVAULT_EMULATOR_CA: string;
+  KEYVAULT_CA: string;
   TEMPORAL_CLI: string;
   TEMPORAL_TEST_SERVER: string;
   LDAP_URL?: string;
@@ -25,7 +25,7 @@ export function stackEnv(): StackEnv {
     const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
     if (m && m[1] && m[2] !== undefined) env[m[1]] = m[2];
   }
-  for (const name of ['DATABASE_URL', 'KEYVAULT_URL', 'KEYVAULT_EMULATOR_CA', 'TEMPORAL_CLI', 'TEMPORAL_TEST_SERVER']) {
+  for (const name of ['DATABASE_URL', 'KEYVAULT_URL', 'KEYVAULT_CA', 'TEMPORAL_CLI', 'TEMPORAL_TEST_SERVER']) {
     if (!env[name]) throw new Error(`${file} has no ${name}: the stack did not start completely`);
   }
   return env as unknown as StackEnv;
