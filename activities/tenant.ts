@@ -1,3 +1,4 @@
+import { ApplicationFailure } from '@temporalio/common';
 import { permanentFailure } from '../common/errors';
 import { appendAudit } from './db/audit';
 import { inTransaction, type PoolClient } from './db/pool';
@@ -101,7 +102,11 @@ export async function deactivateTenantData(
 ): Promise<DeactivateTenantResult> {
   const retentionDays = input.retentionDays ?? deps.config.retentionDays;
   if (!Number.isFinite(retentionDays) || retentionDays <= 0) {
-    throw new Error(`retentionDays must be positive (got ${retentionDays})`);
+    throw ApplicationFailure.create({
+      type: 'InvalidRetention',
+      message: `retentionDays must be a positive number (got ${retentionDays})`,
+      nonRetryable: true,
+    });
   }
   return inTransaction(deps.pool, async (client) => {
     const row = await lockTenant(client, input.tenantId);
@@ -224,14 +229,18 @@ export type PurgePlan =
 const PURGE_DUE = `EXISTS (SELECT 1 FROM tenants t WHERE t.tenant_id = $1 AND t.state = 'deactivated' AND t.purge_at <= $2)`;
 
 /** Checks the purge is due and counts what it will remove (for the audit record). Read-only. */
-export async function planTenantPurge(deps: ActivityDeps, input: { tenantId: string; nowMs: number }): Promise<PurgePlan> {
+export async function planTenantPurge(
+  deps: ActivityDeps,
+  input: { tenantId: string; nowMs: number },
+): Promise<PurgePlan> {
   const { rows } = await deps.pool.query<TenantRow>(
     'SELECT state, deactivated_at, purge_at, purged_at FROM tenants WHERE tenant_id = $1',
     [input.tenantId],
   );
   const row = rows[0];
   if (!row) return { status: 'not-found' };
-  if (row.state === 'purged') return { status: 'purged', purgedAt: (row.purged_at ?? new Date(input.nowMs)).toISOString() };
+  if (row.state === 'purged')
+    return { status: 'purged', purgedAt: (row.purged_at ?? new Date(input.nowMs)).toISOString() };
   if (row.state === 'active') return { status: 'active' };
   if (!row.purge_at || row.purge_at.getTime() > input.nowMs) {
     return { status: 'not-due', purgeAt: (row.purge_at ?? new Date(input.nowMs)).toISOString() };

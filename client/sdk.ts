@@ -56,7 +56,8 @@ export interface AncSummary {
 }
 
 function checkPassword(password: unknown): asserts password is string {
-  if (typeof password !== 'string' || password.length === 0) throw new AncServiceError('PasswordEmpty', 'password must not be empty');
+  if (typeof password !== 'string' || password.length === 0)
+    throw new AncServiceError('PasswordEmpty', 'password must not be empty');
   if (password.length > MAX_PASSWORD_LENGTH) {
     throw new AncServiceError('PasswordTooLong', `password must be at most ${MAX_PASSWORD_LENGTH} characters`);
   }
@@ -87,9 +88,14 @@ export class AncClient {
     this.healthCheckIntervalMinutes = options.healthCheckIntervalMinutes;
   }
 
-  static async connect(options: { connection?: ConnectionOptions; namespace?: string; taskQueue?: string } = {}): Promise<AncClient> {
+  static async connect(
+    options: { connection?: ConnectionOptions; namespace?: string; taskQueue?: string } = {},
+  ): Promise<AncClient> {
     const connection = await Connection.connect(options.connection ?? {});
-    return new AncClient({ client: new Client({ connection, namespace: options.namespace }), taskQueue: options.taskQueue });
+    return new AncClient({
+      client: new Client({ connection, namespace: options.namespace }),
+      taskQueue: options.taskQueue,
+    });
   }
 
   /** The KEK version to seal for, published by the service's keyring workflow. Cached for a minute. */
@@ -108,7 +114,10 @@ export class AncClient {
         if (!(err instanceof WorkflowNotFoundError)) throw toServiceError(err);
       }
       if (Date.now() > deadline) {
-        throw new AncServiceError('ServiceUnavailable', 'the service has not published its key yet: is a worker running?');
+        throw new AncServiceError(
+          'ServiceUnavailable',
+          'the service has not published its key yet: is a worker running?',
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
@@ -135,7 +144,9 @@ export class AncClient {
       const startWorkflowOperation = new WithStartWorkflowOperation<typeof ancWorkflow>('ancWorkflow', {
         workflowId: ancWorkflowId(input.tenantId, input.ancId),
         taskQueue: this.taskQueue,
-        args: [{ tenantId: input.tenantId, ancId: input.ancId, healthCheckIntervalMinutes: this.healthCheckIntervalMinutes }],
+        args: [
+          { tenantId: input.tenantId, ancId: input.ancId, healthCheckIntervalMinutes: this.healthCheckIntervalMinutes },
+        ],
         workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
         typedSearchAttributes: [
           { key: TenantIdKey, value: input.tenantId },
@@ -166,12 +177,19 @@ export class AncClient {
       const passwordEnvelope = await this.seal(password, tenantId, ancId, 'update');
       return this.temporal.workflow
         .getHandle(ancWorkflowId(tenantId, ancId))
-        .executeUpdate(updateAncPasswordUpdate, { args: [{ actor: opts.actor, passwordEnvelope }], updateId: opts.requestId ?? randomUUID() });
+        .executeUpdate(updateAncPasswordUpdate, {
+          args: [{ actor: opts.actor, passwordEnvelope }],
+          updateId: opts.requestId ?? randomUUID(),
+        });
     });
   }
 
   /** Delete: removes the ANC and all its data at once. Deleting an ANC that is gone already is not an error. */
-  async deleteAnc(tenantId: string, ancId: string, opts: { actor: string; requestId?: string }): Promise<{ deleted: boolean }> {
+  async deleteAnc(
+    tenantId: string,
+    ancId: string,
+    opts: { actor: string; requestId?: string },
+  ): Promise<{ deleted: boolean }> {
     return mapped(async () => {
       validateTenantId(tenantId);
       validateAncId(ancId);
@@ -193,9 +211,11 @@ export class AncClient {
       validateAncId(ancId);
       const handle = this.temporal.workflow.getHandle(ancWorkflowId(tenantId, ancId));
       const description = await handle.describe();
-      if (description.status.name !== 'RUNNING') throw new AncServiceError('AncNotFound', `ANC ${ancId} does not exist`);
+      if (description.status.name !== 'RUNNING')
+        throw new AncServiceError('AncNotFound', `ANC ${ancId} does not exist`);
       const view = await handle.query(getAncQuery);
-      if (view.state === 'deleted' || view.state === 'creating') throw new AncServiceError('AncNotFound', `ANC ${ancId} does not exist`);
+      if (view.state === 'deleted' || view.state === 'creating')
+        throw new AncServiceError('AncNotFound', `ANC ${ancId} does not exist`);
       return view;
     });
   }
@@ -210,7 +230,12 @@ export class AncClient {
         const sa = wf.typedSearchAttributes;
         const state = sa.get(AncStateKey);
         if (state === 'creating' || state === 'deleted') continue;
-        result.push({ tenantId, ancId: sa.get(AncIdKey) ?? '', state: state ?? 'unknown', healthStatus: sa.get(HealthStatusKey) });
+        result.push({
+          tenantId,
+          ancId: sa.get(AncIdKey) ?? '',
+          state: state ?? 'unknown',
+          healthStatus: sa.get(HealthStatusKey),
+        });
       }
       return result.sort((a, b) => a.ancId.localeCompare(b.ancId));
     });

@@ -99,7 +99,8 @@ export async function getTenant(client: Client, tenantId: string): Promise<Tenan
       return view;
     }
     // A new run is reading the tenant's row; that takes one activity.
-    if (Date.now() > deadline) throw new AncServiceError('Timeout', 'the tenant workflow has not loaded the tenant yet');
+    if (Date.now() > deadline)
+      throw new AncServiceError('Timeout', 'the tenant workflow has not loaded the tenant yet');
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }

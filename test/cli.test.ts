@@ -4,12 +4,11 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openCredential } from '../activities/crypto/seal';
-import { unwrapTenantKey } from '../activities/tenant-keys';
 import { TemporalConnectionError } from '../client/cli-env';
 import { CliError, EXIT, promptHidden, type PasswordInput } from '../client/cli-io';
 import { runCli, type CliDeps } from '../client/cli-program';
 import type { AncClient } from '../client/sdk';
+import { openStoredCredential } from './support/credentials';
 import { dumpAllTables } from './support/db';
 import { createHarness, startDevServer, type Harness } from './support/harness';
 import { ROOT } from './support/stack';
@@ -145,20 +144,6 @@ describe('anc CLI (dev server, worker, PostgreSQL)', () => {
     return { code, stdout: out.text, stderr: err.text };
   }
 
-  /** Opens a stored credential version with the tenant's key, as a health check does. */
-  async function openStored(version: number): Promise<string> {
-    const { rows } = await h.db.pool.query(
-      `SELECT c.sealed, c.tenant_key_version, k.wrapped_key, k.kek_version
-         FROM anc_credentials c JOIN tenant_keys k ON k.tenant_id = c.tenant_id AND k.version = c.tenant_key_version
-        WHERE c.tenant_id = $1 AND c.anc_id = $2 AND c.version = $3`,
-      [tenantId, ancId, version],
-    );
-    const row = rows[0];
-    if (!row) throw new Error(`no credential version ${version}`);
-    const key = await unwrapTenantKey(h.deps.kek, row);
-    return openCredential({ tenantKey: key, keyVersion: row.tenant_key_version, tenantId, ancId, sealed: row.sealed });
-  }
-
   const createArgs = (anc: string, user = 'svcDomainJoin@corp.contoso.test') => [
     'create',
     '--tenant',
@@ -191,7 +176,7 @@ describe('anc CLI (dev server, worker, PostgreSQL)', () => {
       credentialVersion: 1,
       adDomainUsername: 'svcDomainJoin@corp.contoso.test',
     });
-    expect(await openStored(1)).toBe(CANARY);
+    expect(await openStoredCredential(h, tenantId, ancId, 1)).toBe(CANARY);
 
     const got = await cli(['get', '--tenant', tenantId, '--anc', ancId, '--json']);
     expect(got.code).toBe(0);
@@ -210,7 +195,7 @@ describe('anc CLI (dev server, worker, PostgreSQL)', () => {
     });
     expect(updated.code).toBe(0);
     expect(JSON.parse(updated.stdout)).toMatchObject({ credentialVersion: 2, tenantKeyVersion: 1 });
-    expect(await openStored(2)).toBe(CANARY2);
+    expect(await openStoredCredential(h, tenantId, ancId, 2)).toBe(CANARY2);
 
     // Listing reads Temporal's visibility store, which lags: wait for it, then list once.
     await expect

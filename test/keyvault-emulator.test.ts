@@ -6,22 +6,24 @@
  * `tlsOptions: { ca }` (supported by @azure/core-rest-pipeline); NODE_TLS_REJECT_UNAUTHORIZED is
  * never touched.
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { constants as cryptoConstants, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { AccessToken, TokenCredential } from '@azure/core-auth';
 import { CryptographyClient, KeyClient, type KeyClientOptions } from '@azure/keyvault-keys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startKeyVaultEmulator, type KeyVaultEmulator } from '../stack/keyvault-emulator/server';
+import { selfSignedCert } from './support/certs';
+import { ROOT } from './support/stack';
 
-const ROOT = resolve(import.meta.dirname, '..');
 const CHALLENGE =
   'Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", resource="https://vault.azure.net"';
 
 let dir: string;
+let certPath: string;
+let keyPath: string;
 let certPem: string;
 let keyPem: string;
 let statePath: string;
@@ -84,30 +86,7 @@ function raw(method: string, path: string, headers: Record<string, string> = {},
 }
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'kv-emulator-test-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(dir, 'cert.pem'),
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      '-days',
-      '2',
-    ],
-    { stdio: 'ignore' },
-  );
-  certPem = readFileSync(join(dir, 'cert.pem'), 'utf8');
-  keyPem = readFileSync(join(dir, 'key.pem'), 'utf8');
+  ({ dir, certPath, keyPath, certPem, keyPem } = selfSignedCert('kv-emulator-test-'));
   statePath = join(dir, 'state', 'vault.json');
   emulator = await startKeyVaultEmulator({ port: 0, certPem, keyPem, statePath, clock });
 }, 30_000);
@@ -484,9 +463,9 @@ describe('Key Vault emulator driven by @azure/keyvault-keys', { timeout: 30_000 
         '--port',
         '0',
         '--cert',
-        join(dir, 'cert.pem'),
+        certPath,
         '--key',
-        join(dir, 'key.pem'),
+        keyPath,
         '--state',
         join(dir, 'cli-state.json'),
       ],

@@ -11,6 +11,7 @@ import { sealPasswordEnvelope } from '../client/envelope';
 import { AncServiceError } from '../client/sdk';
 import { ancWorkflowId } from '../common/ids';
 import { createAncUpdate, getAncQuery, updateAncPasswordUpdate } from '../workflows/definitions';
+import { openStoredCredential } from './support/credentials';
 import { dumpAllTables } from './support/db';
 
 /** Every table except what background health checks append while a test runs. */
@@ -19,7 +20,7 @@ const dumpStable = async (h: Harness) =>
     .split('\n')
     .filter((line) => !line.includes('"check_id"') && !line.includes('"anc.health_checked"'))
     .join('\n');
-import { createHarness, startDevServer, type Harness, type RunningWorker } from './support/harness';
+import { createHarness, startDevServer, type Harness } from './support/harness';
 
 const spec = {
   displayName: 'Contoso HQ',
@@ -30,20 +31,6 @@ const spec = {
 const actor = 'admin@contoso.test';
 let seq = 0;
 const uniqueId = (p: string) => `${p}-${Date.now().toString(36)}-${(seq++).toString(36)}`;
-
-/** Opens a stored credential version with the tenant's key, the way a health check does. */
-async function openStored(h: Harness, tenantId: string, ancId: string, version: number): Promise<string> {
-  const { rows } = await h.db.pool.query(
-    `SELECT c.sealed, c.tenant_key_version, k.wrapped_key, k.kek_version
-       FROM anc_credentials c JOIN tenant_keys k ON k.tenant_id = c.tenant_id AND k.version = c.tenant_key_version
-      WHERE c.tenant_id = $1 AND c.anc_id = $2 AND c.version = $3`,
-    [tenantId, ancId, version],
-  );
-  const row = rows[0];
-  if (!row) throw new Error(`no credential version ${version}`);
-  const key = await unwrapTenantKey(h.deps.kek, row);
-  return openCredential({ tenantKey: key, keyVersion: row.tenant_key_version, tenantId, ancId, sealed: row.sealed });
-}
 
 async function expectServiceError(p: Promise<unknown>, type: string): Promise<void> {
   const err = await p.then(
@@ -57,7 +44,6 @@ async function expectServiceError(p: Promise<unknown>, type: string): Promise<vo
 describe('ANC credential lifecycle (dev server, PostgreSQL, local KEK)', () => {
   let env: TestWorkflowEnvironment;
   let h: Harness;
-  let worker: RunningWorker;
   // Fails the first two attempts of a tagged operation after the real activity committed, to
   // prove retries do not duplicate anything.
   const flaky = new Map<string, number>();
@@ -65,7 +51,7 @@ describe('ANC credential lifecycle (dev server, PostgreSQL, local KEK)', () => {
   beforeAll(async () => {
     env = await startDevServer();
     h = await createHarness({ env, config: { maxAncsPerTenant: 10 } });
-    worker = await h.startWorker({
+    await h.startWorker({
       activities: {
         provideCredential: async (input: ProvideCredentialInput) => {
           const result = await provideCredential(h.deps, input);
@@ -103,9 +89,9 @@ describe('ANC credential lifecycle (dev server, PostgreSQL, local KEK)', () => {
 
     const view = await h.sdk.getAnc(tenantId, ancId);
     expect(view).toMatchObject({ state: 'active', credentialVersion: 3, tenantKeyVersion: 1 });
-    expect(await openStored(h, tenantId, ancId, 1)).toBe('First#Pass1');
-    expect(await openStored(h, tenantId, ancId, 2)).toBe('Second#Pass2');
-    expect(await openStored(h, tenantId, ancId, 3)).toBe('Third#Pass3');
+    expect(await openStoredCredential(h, tenantId, ancId, 1)).toBe('First#Pass1');
+    expect(await openStoredCredential(h, tenantId, ancId, 2)).toBe('Second#Pass2');
+    expect(await openStoredCredential(h, tenantId, ancId, 3)).toBe('Third#Pass3');
 
     expect(await h.sdk.deleteAnc(tenantId, ancId, { actor })).toEqual({ deleted: true });
     const left = await h.db.pool.query(
@@ -150,7 +136,7 @@ describe('ANC credential lifecycle (dev server, PostgreSQL, local KEK)', () => {
       [tenantId],
     );
     expect(rows[0]).toEqual({ creds: 2, keys: 1, events: 2 });
-    expect(await openStored(h, tenantId, ancId, 2)).toBe('Retry#Pass2');
+    expect(await openStoredCredential(h, tenantId, ancId, 2)).toBe('Retry#Pass2');
   });
 
   it('50 concurrent creates across 5 tenants: one key per tenant, ten ANCs each, then the limit', async () => {
@@ -172,7 +158,7 @@ describe('ANC credential lifecycle (dev server, PostgreSQL, local KEK)', () => {
     );
     expect(rows.map((r) => [r.keys, r.ancs])).toEqual(tenants.map(() => [1, 10]));
     const tenantId = tenants[0] as string;
-    expect(await openStored(h, tenantId, 'anc-7', 1)).toBe(`Pw#${tenantId}#7`);
+    expect(await openStoredCredential(h, tenantId, 'anc-7', 1)).toBe(`Pw#${tenantId}#7`);
     await expectServiceError(
       h.sdk.createAnc({ tenantId, ancId: 'anc-10', ...spec, password: 'Over#Limit1', actor }),
       'TenantLimitReached',

@@ -4,12 +4,7 @@
  * of this file's own (so its per-operation counts and unwrap timestamps are ours alone).
  * The schedule itself (which the time-skipping server does not implement) runs on the dev server.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { request } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -19,21 +14,19 @@ import { createActivities } from '../activities';
 import { provideCredential } from '../activities/credentials';
 import { openCredential } from '../activities/crypto/seal';
 import { verifyAuditChain } from '../activities/db/audit';
-import { AzureKeyVaultKekProvider } from '../activities/kek/azure-key-vault';
+import type { AzureKeyVaultKekProvider } from '../activities/kek/azure-key-vault';
 import { wrapWithPublicKey, type KekVersion } from '../activities/kek/provider';
-import { SlidingWindowLimiter } from '../activities/kek/rate-limiter';
 import { describeCurrentKek } from '../activities/keyring';
 import { addUtcMonths, type RewrapBatchInput, type ReplaceBatchInput } from '../activities/rotation';
 import { sealPasswordEnvelope } from '../client/envelope';
 import { ROTATION_SCHEDULE_ID } from '../common/ids';
-import { emulatorCredential } from '../worker/kek';
 import { ensureRotationSchedule, startSingletons } from '../worker/singletons';
 import { WORKFLOWS_PATH } from '../worker/workflows-path';
 import { getPublicKekQuery } from '../workflows/definitions';
 import type { rotationWorkflow } from '../workflows/rotation';
 import type { RotationProgress, RotationWorkflowArgs } from '../workflows/rotation-definitions';
 import { dumpAllTables } from './support/db';
-import { ROOT } from './support/stack';
+import { azureEmulatorKek, startEmulatorProcess, type EmulatorProcess } from './support/emulator-process';
 import { createHarness, startDevServer, startTimeSkippingServer, type Harness } from './support/harness';
 
 const DAY = 86_400_000;
@@ -47,101 +40,7 @@ const actor = 'admin@contoso.test';
 
 // ------------------------------------------------------------------ a Key Vault emulator of our own
 
-interface Emulator {
-  url: string;
-  caPem: string;
-  process: ChildProcess;
-  dir: string;
-}
-
-interface EmulatorStatsBody {
-  faultsInjected: number;
-  operations: Record<string, number>;
-  cryptoTimestamps: { unwrapkey: number[]; wrapkey: number[] };
-}
-
-async function startEmulator(): Promise<Emulator> {
-  const dir = mkdtempSync(join(tmpdir(), 'rotation-kv-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(dir, 'cert.pem'),
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      '-days',
-      '2',
-    ],
-    { stdio: 'ignore' },
-  );
-  const child = spawn(
-    join(ROOT, 'node_modules', '.bin', 'tsx'),
-    [
-      join(ROOT, 'stack/keyvault-emulator/main.ts'),
-      '--port',
-      '0',
-      '--cert',
-      join(dir, 'cert.pem'),
-      '--key',
-      join(dir, 'key.pem'),
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let stderr = '';
-  child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = /listening on (https:\/\/\S+)\n/.exec(out);
-      if (m?.[1]) resolve(m[1]);
-    });
-    child.on('exit', (code) => reject(new Error(`Key Vault emulator exited (${code}): ${stderr}`)));
-  });
-  return { url, caPem: readFileSync(join(dir, 'cert.pem'), 'utf8'), process: child, dir };
-}
-
-function control<T>(kv: Emulator, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const headers = body === undefined ? {} : { 'content-type': 'application/json' };
-    const req = request(new URL(path, kv.url), { method, ca: kv.caPem, headers }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () =>
-        res.statusCode === 200 ? resolve(JSON.parse(text) as T) : reject(new Error(`${path}: ${res.statusCode}`)),
-      );
-    });
-    req.on('error', reject);
-    req.end(body === undefined ? undefined : JSON.stringify(body));
-  });
-}
-
-const emulatorStats = (kv: Emulator) => control<EmulatorStatsBody>(kv, 'GET', '/_emulator/stats');
-const resetEmulator = (kv: Emulator) => control(kv, 'POST', '/_emulator/reset');
-const injectFaults = (kv: Emulator, spec: { count: number; status: 429 | 503; retryAfterSeconds?: number }) =>
-  control(kv, 'POST', '/_emulator/faults', spec);
-
-function kekFor(kv: Emulator, hsmOpsPerSecond = 1000): AzureKeyVaultKekProvider {
-  return new AzureKeyVaultKekProvider({
-    vaultUrl: kv.url,
-    keyName: `kek-${randomBytes(6).toString('hex')}`,
-    keySize: 2048,
-    credential: emulatorCredential,
-    limiter: new SlidingWindowLimiter(hsmOpsPerSecond),
-    trustedCaPem: kv.caPem,
-    disableChallengeResourceVerification: true,
-  });
-}
+const kekFor = (kv: EmulatorProcess, hsmOpsPerSecond = 1000) => azureEmulatorKek(kv, { hsmOpsPerSecond });
 
 // ------------------------------------------------------------------ seeding and reading back
 
@@ -255,12 +154,12 @@ function busiestSecond(stamps: number[]): number {
 
 // ------------------------------------------------------------------ the tests
 
-let kv: Emulator;
+let kv: EmulatorProcess;
 let bundle: WorkflowBundle;
 
 beforeAll(async () => {
   [kv, bundle] = await Promise.all([
-    startEmulator(),
+    startEmulatorProcess(),
     bundleWorkflowCode({
       workflowsPath: WORKFLOWS_PATH,
       logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} },
@@ -269,8 +168,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  kv?.process.kill('SIGTERM');
-  if (kv) rmSync(kv.dir, { recursive: true, force: true });
+  await kv?.stop();
 });
 
 describe('scheduled rotation (time-skipping server, PostgreSQL, Key Vault emulator)', () => {
@@ -336,11 +234,11 @@ describe('scheduled rotation (time-skipping server, PostgreSQL, Key Vault emulat
     await env.sleep('274 days');
     // The keyring starts after the jump (its hourly timer would have fired 6,500 times).
     await startSingletons(env.client, h.taskQueue);
-    await resetEmulator(kv);
+    await kv.reset();
     const started = Date.now();
     const result = await rotate(h, 'rotation-a');
     const took = Date.now() - started;
-    const stats = await emulatorStats(kv);
+    const stats = await kv.stats();
 
     expect(result.phase).toBe('done');
     expect(result.kek.renewed).toBe(true);
@@ -380,11 +278,11 @@ describe('scheduled rotation (time-skipping server, PostgreSQL, Key Vault emulat
     await keyring.terminate();
 
     // Running again does nothing.
-    await resetEmulator(kv);
+    await kv.reset();
     const again = await rotate(h, 'rotation-a-again');
     expect(again.kek).toMatchObject({ renewed: false, currentVersion: current });
     expect(again.counts).toMatchObject({ rewrapped: 0, hsmUnwraps: 0, tenantKeysReplaced: 0 });
-    expect((await emulatorStats(kv)).operations.unwrapkey ?? 0).toBe(0);
+    expect((await kv.stats()).operations.unwrapkey ?? 0).toBe(0);
     await w.stop();
     console.info(`(a) renewal + re-wrap of 3 tenant keys: ${took} ms`);
   });
@@ -475,7 +373,7 @@ describe('scheduled rotation (time-skipping server, PostgreSQL, Key Vault emulat
     for (let i = 0; i < 10; i++) {
       await provide(h, { tenantId: `exp-${i}`, ancId: 'a', password: `Expired#${i}`, nowMs: now - 400 * DAY });
     }
-    await resetEmulator(kv);
+    await kv.reset();
 
     const real = createActivities(h.deps);
     let replaceCalls = 0;
@@ -501,7 +399,7 @@ describe('scheduled rotation (time-skipping server, PostgreSQL, Key Vault emulat
     await expect(rotate(h, 'rotation-c-1')).rejects.toThrow();
     await expect(rotate(h, 'rotation-c-2')).rejects.toThrow();
     const last = await rotate(h, 'rotation-c-3');
-    const stats = await emulatorStats(kv);
+    const stats = await kv.stats();
 
     expect(last.phase).toBe('done');
     expect(last.kek.renewed).toBe(false); // renewed by the first run
@@ -558,18 +456,18 @@ describe('scheduled rotation (time-skipping server, PostgreSQL, Key Vault emulat
         rewrapTenantKeys: async (input: RewrapBatchInput) => {
           if (!armed) {
             armed = true;
-            await resetEmulator(kv);
+            await kv.reset();
             // The SDK's pipeline waits out a Retry-After itself; a bare 429 fails the activity,
             // and Temporal retries it.
-            await injectFaults(kv, { count: 2, status: 429, retryAfterSeconds: 1 });
-            await injectFaults(kv, { count: 2, status: 429 });
+            await kv.faults(2, 429, 1);
+            await kv.faults(2, 429);
           }
           return real.rewrapTenantKeys(input);
         },
       },
     });
     const result = await rotate(h, 'rotation-e');
-    const stats = await emulatorStats(kv);
+    const stats = await kv.stats();
     expect(result.phase).toBe('done');
     expect(result.failures).toEqual([]);
     expect(stats.faultsInjected).toBe(4);
@@ -594,12 +492,12 @@ describe('scheduled rotation (time-skipping server, PostgreSQL, Key Vault emulat
     const h = await harness({ kek, disable: true });
     const w = await worker(h);
     const clear = await seedTenantKeys(h, old, { prefix: 'tenant', count: 1000, createdAt: new Date(now) });
-    await resetEmulator(kv);
+    await kv.reset();
 
     const started = Date.now();
     const result = await rotate(h, 'rotation-d', { batchSize: 100, batchesPerRun: 3, concurrency: 16 });
     const took = Date.now() - started;
-    const stats = await emulatorStats(kv);
+    const stats = await kv.stats();
 
     expect(result.failures).toEqual([]);
     const unwraps = stats.cryptoTimestamps.unwrapkey;

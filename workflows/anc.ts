@@ -144,6 +144,7 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
             updatedAt: stored.storedAt,
           });
           setState('active');
+          if (pendingTenantState) applyTenantState(pendingTenantState);
           scheduleHealthCheck();
           return { ...view };
         } catch (err) {
@@ -223,10 +224,16 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
     { validator: (_req) => requireActive() },
   );
 
-  setHandler(tenantStateSignal, ({ state }) => {
-    if (view.state === 'deleted' || view.state === 'creating') return;
+  // A tenant change that arrives while the create is still running is applied once it finishes.
+  let pendingTenantState: 'active' | 'deactivated' | 'purged' | undefined;
+  const applyTenantState = (state: 'active' | 'deactivated' | 'purged') => {
     if (state === 'purged') setState('deleted');
     else setState(state);
+  };
+  setHandler(tenantStateSignal, ({ state }) => {
+    if (view.state === 'deleted') return;
+    if (view.state === 'creating') pendingTenantState = state;
+    else applyTenantState(state);
   });
 
   // Main loop: wait for work, the periodic health check, the end, or a history long enough to

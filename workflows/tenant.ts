@@ -238,7 +238,13 @@ export async function tenantWorkflow(args: TenantWorkflowArgs): Promise<{ finalS
     }
     if (purgeAtMs !== undefined && Date.now() >= purgeAtMs) throw purged(); // The window has passed.
     try {
-      await acts.reactivateTenantData({ tenantId, nowMs: Date.now(), actor: req.actor, reason: req.reason, workflowId });
+      await acts.reactivateTenantData({
+        tenantId,
+        nowMs: Date.now(),
+        actor: req.actor,
+        reason: req.reason,
+        workflowId,
+      });
     } catch (err) {
       refused(err);
     }

@@ -158,7 +158,7 @@ describe('the stored credential against a real directory', () => {
   it('reports an expired password (pwdMaxAge exceeded, no grace logins) as expired credentials', async () => {
     const ancId = await ancFor(USERS.expired);
     const result = await check(ancId);
-    expect(result).toMatchObject({ status: 'failed', errorType: 'CredentialsExpiringSoon' });
+    expect(result).toMatchObject({ status: 'failed', errorType: 'CredentialsExpired' });
     expect(result.message).toContain('expired');
   });
 
@@ -170,7 +170,7 @@ describe('the stored credential against a real directory', () => {
   it('reports a password an administrator reset (must change at next logon) as expired credentials', async () => {
     const ancId = await ancFor(USERS.mustChange);
     const result = await check(ancId);
-    expect(result).toMatchObject({ status: 'failed', errorType: 'CredentialsExpiringSoon' });
+    expect(result).toMatchObject({ status: 'failed', errorType: 'CredentialsExpired' });
     expect(result.message).toContain('must be changed');
   });
 

@@ -7,11 +7,10 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type Activities } from '../../activities';
 import type { ActivityDeps } from '../../activities/deps';
-import { AzureKeyVaultKekProvider } from '../../activities/kek/azure-key-vault';
+import type { AzureKeyVaultKekProvider } from '../../activities/kek/azure-key-vault';
 import { KekDirectory } from '../../activities/kek/directory';
 import { LocalDevKekProvider } from '../../activities/kek/local-dev';
 import type { KekProvider } from '../../activities/kek/provider';
-import { SlidingWindowLimiter } from '../../activities/kek/rate-limiter';
 import { AncClient } from '../../client/sdk';
 import {
   AncIdKey,
@@ -21,11 +20,11 @@ import {
   TenantIdKey,
   TenantStateKey,
 } from '../../common/search-attributes';
-import { emulatorCredential } from '../../worker/kek';
 import { createLogger } from '../../worker/logger';
 import { startSingletons } from '../../worker/singletons';
 import { WORKFLOWS_PATH } from '../../worker/workflows-path';
 import { createTestDatabase, type TestDatabase } from './db';
+import { azureEmulatorKek } from './emulator-process';
 import { stackEnv } from './stack';
 
 export const ALL_SEARCH_ATTRIBUTES = [TenantIdKey, AncIdKey, AncStateKey, HealthStatusKey, TenantStateKey, PurgeAtKey];
@@ -57,15 +56,7 @@ export function localKek(): KekProvider {
 /** A KEK provider talking to the Key Vault emulator over HTTPS, with a fresh key name per call. */
 export function emulatorKek(opts: { keyName?: string; hsmOpsPerSecond?: number } = {}): AzureKeyVaultKekProvider {
   const env = stackEnv();
-  return new AzureKeyVaultKekProvider({
-    vaultUrl: env.KEYVAULT_URL,
-    keyName: opts.keyName ?? `kek-${randomBytes(6).toString('hex')}`,
-    keySize: 2048,
-    credential: emulatorCredential,
-    limiter: new SlidingWindowLimiter(opts.hsmOpsPerSecond ?? 1000),
-    trustedCaPem: readFileSync(env.KEYVAULT_CA, 'utf8'),
-    disableChallengeResourceVerification: true,
-  });
+  return azureEmulatorKek({ url: env.KEYVAULT_URL, caPem: readFileSync(env.KEYVAULT_CA, 'utf8') }, opts);
 }
 
 /** Captures every log line the activities write, to search for secrets. */
@@ -88,7 +79,10 @@ export interface Harness {
   taskQueue: string;
   sdk: AncClient;
   /** Starts a worker (the test owns its lifetime). */
-  startWorker(overrides?: { activities?: Partial<Activities>; options?: Partial<WorkerOptions> }): Promise<RunningWorker>;
+  startWorker(overrides?: {
+    activities?: Partial<Activities>;
+    options?: Partial<WorkerOptions>;
+  }): Promise<RunningWorker>;
   close(): Promise<void>;
 }
 
