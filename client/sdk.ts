@@ -175,12 +175,10 @@ export class AncClient {
       validateAncId(ancId);
       checkPassword(password);
       const passwordEnvelope = await this.seal(password, tenantId, ancId, 'update');
-      return this.temporal.workflow
-        .getHandle(ancWorkflowId(tenantId, ancId))
-        .executeUpdate(updateAncPasswordUpdate, {
-          args: [{ actor: opts.actor, passwordEnvelope }],
-          updateId: opts.requestId ?? randomUUID(),
-        });
+      return this.temporal.workflow.getHandle(ancWorkflowId(tenantId, ancId)).executeUpdate(updateAncPasswordUpdate, {
+        args: [{ actor: opts.actor, passwordEnvelope }],
+        updateId: opts.requestId ?? randomUUID(),
+      });
     });
   }
 
