@@ -164,8 +164,8 @@ start_temporal_dev() {
 }
 
 if [ ! -x "$ROOT/node_modules/.bin/tsx" ]; then
-  say "installing npm dependencies (npm ci)"
-  (cd "$ROOT" && npm ci --no-audit --no-fund >"$STACK/log/npm.log" 2>&1) || fail "npm ci failed (see $STACK/log/npm.log)"
+  say "installing npm dependencies"
+  (cd "$ROOT" && npm install --no-audit --no-fund --no-save >"$STACK/log/npm.log" 2>&1) || fail "npm install failed (see $STACK/log/npm.log)"
 fi
 
 install_temporal
