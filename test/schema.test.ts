@@ -11,8 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendAudit } from '../activities/db/audit';
 import { migrate } from '../activities/db/migrate';
 import { inTransaction, type Pool } from '../activities/db/pool';
-import { createTestDatabase, type TestDatabase } from './support/db';
-import { stackEnv } from './support/stack';
+import { createEmptyDatabase, createTestDatabase, type TestDatabase } from './support/db';
 
 const CHECK = '23514';
 const UNIQUE = '23505';
@@ -29,32 +28,7 @@ async function dbError(promise: Promise<unknown>): Promise<pg.DatabaseError> {
   throw new Error('expected the statement to be refused');
 }
 
-/** An empty database (not migrated) on the stack's server, dropped by the returned function. */
-async function emptyDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const base = stackEnv().DATABASE_URL;
-  const name = `schema_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: base });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.end();
-  }
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      const c = new pg.Client({ connectionString: base });
-      await c.connect();
-      try {
-        await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      } finally {
-        await c.end();
-      }
-    },
-  };
-}
+const emptyDatabase = () => createEmptyDatabase('schema');
 
 /** Tables, columns, constraints, indexes, triggers and functions of the public schema, as comparable text. */
 async function schemaSnapshot(url: string): Promise<string[]> {

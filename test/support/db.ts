@@ -10,8 +10,8 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-/** A fresh, migrated database per test file, on the stack's PostgreSQL server. */
-export async function createTestDatabase(prefix = 'test'): Promise<TestDatabase> {
+/** An empty database (not migrated) on the stack's PostgreSQL server, dropped by `drop()`. */
+export async function createEmptyDatabase(prefix = 'test'): Promise<{ url: string; drop(): Promise<void> }> {
   const base = stackEnv().DATABASE_URL;
   const name = `${prefix}_${randomBytes(6).toString('hex')}`.toLowerCase();
   const admin = new pg.Client({ connectionString: base });
@@ -23,13 +23,9 @@ export async function createTestDatabase(prefix = 'test'): Promise<TestDatabase>
   }
   const url = new URL(base);
   url.pathname = `/${name}`;
-  await migrate(url.toString());
-  const pool = createPool(url.toString(), 20);
   return {
     url: url.toString(),
-    pool,
     async drop() {
-      await pool.end();
       const c = new pg.Client({ connectionString: base });
       await c.connect();
       try {
@@ -37,6 +33,21 @@ export async function createTestDatabase(prefix = 'test'): Promise<TestDatabase>
       } finally {
         await c.end();
       }
+    },
+  };
+}
+
+/** A fresh, migrated database per test file, on the stack's PostgreSQL server. */
+export async function createTestDatabase(prefix = 'test'): Promise<TestDatabase> {
+  const empty = await createEmptyDatabase(prefix);
+  await migrate(empty.url);
+  const pool = createPool(empty.url, 20);
+  return {
+    url: empty.url,
+    pool,
+    async drop() {
+      await pool.end();
+      await empty.drop();
     },
   };
 }
