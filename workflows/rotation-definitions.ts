@@ -1,4 +1,7 @@
 import { defineQuery } from '@temporalio/workflow';
+import type { RewrapCursor, RotationFailure } from '../common/rotation';
+
+export type { RewrapCursor, RotationFailure } from '../common/rotation';
 
 /**
  * Scheduled rotation: renew the KEK three months before it expires and re-wrap every tenant key
@@ -8,20 +11,6 @@ import { defineQuery } from '@temporalio/workflow';
 
 export type RotationPhase =
   'starting' | 'renewing-kek' | 'replacing-tenant-keys' | 'rewrapping' | 'kek-grace' | 'retiring-kek' | 'done';
-
-/** Keyset cursor over tenant_keys (tenant_id, version). */
-export interface RewrapCursor {
-  tenantId: string;
-  version: number;
-}
-
-export interface RotationFailure {
-  phase: 'rewrap' | 'replace';
-  tenantId: string;
-  tenantKeyVersion?: number;
-  /** An error type, never key material. */
-  reason: string;
-}
 
 export interface RotationCounts {
   /** Tenant keys re-wrapped with the current KEK version (one HSM unwrap each, local wrap). */

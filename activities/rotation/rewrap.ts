@@ -1,0 +1,95 @@
+/**
+ * Re-wrap: every tenant key not wrapped by the current KEK version is unwrapped by its version
+ * (one HSM call) and wrapped again locally with the current public key (no remote wrap).
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import type { RewrapBatchInput, RewrapBatchResult } from '../../common/rotation';
+import { zero } from '../crypto/tenant-key';
+import { appendAudit } from '../db/audit';
+import { inTransaction } from '../db/pool';
+import type { ActivityDeps } from '../deps';
+import { activityContext, forEachLimited, permanentItemError } from './shared';
+
+interface StaleKeyRow {
+  tenant_id: string;
+  version: number;
+  kek_version: string;
+  wrapped_key: Buffer;
+}
+
+/**
+ * One page of tenant keys not wrapped by the target KEK version: unwrap each with its own version
+ * (one HSM call, held to the provider's rate budget), wrap with the target version locally and
+ * store it in its own small transaction together with its audit record.
+ */
+export async function rewrapTenantKeys(deps: ActivityDeps, input: RewrapBatchInput): Promise<RewrapBatchResult> {
+  const provider = deps.kek.provider;
+  const target = await provider.getVersion(input.targetKekVersion);
+  if (!target.enabled) {
+    throw ApplicationFailure.create({
+      type: 'KekUnavailable',
+      message: `KEK version ${target.version} is disabled: it cannot be the re-wrap target`,
+      nonRetryable: true,
+    });
+  }
+  const now = new Date(input.nowMs);
+  const { rows } = await deps.pool.query<StaleKeyRow>(
+    `SELECT tenant_id, version, kek_version, wrapped_key FROM tenant_keys
+      WHERE kek_version <> $1 AND ($2::text IS NULL OR (tenant_id, version) > ($2::text, $3::int))
+      ORDER BY tenant_id, version LIMIT $4`,
+    [target.version, input.after?.tenantId ?? null, input.after?.version ?? 0, input.limit],
+  );
+  const result: RewrapBatchResult = {
+    rewrapped: 0,
+    alreadyDone: 0,
+    failed: [],
+    hsmUnwraps: 0,
+    next: rows.length > 0 ? { tenantId: rows.at(-1)!.tenant_id, version: rows.at(-1)!.version } : input.after,
+    done: rows.length < input.limit,
+  };
+  const ctx = activityContext();
+
+  await forEachLimited(rows, input.concurrency, async (row) => {
+    let key: Buffer | undefined;
+    let wrapped: Buffer;
+    try {
+      result.hsmUnwraps += 1;
+      key = await provider.unwrap(row.wrapped_key, row.kek_version);
+      wrapped = await provider.wrap(key, target);
+    } catch (err) {
+      const reason = permanentItemError(err);
+      if (!reason) throw err;
+      result.failed.push({ phase: 'rewrap', tenantId: row.tenant_id, tenantKeyVersion: row.version, reason });
+      deps.logger.warn(
+        { tenantId: row.tenant_id, tenantKeyVersion: row.version, kekVersion: row.kek_version, reason },
+        'tenant key could not be re-wrapped',
+      );
+      return;
+    } finally {
+      zero(key);
+    }
+    const stored = await inTransaction(deps.pool, async (client) => {
+      const updated = await client.query(
+        `UPDATE tenant_keys SET wrapped_key = $4, kek_id = $5, kek_version = $6, rewrapped_at = $7
+          WHERE tenant_id = $1 AND version = $2 AND kek_version = $3`,
+        [row.tenant_id, row.version, row.kek_version, wrapped, target.kekId, target.version, now],
+      );
+      if (updated.rowCount !== 1) return false;
+      await appendAudit(client, deps.config.auditMacKey, {
+        eventKey: `tenant_key.rewrapped/${row.tenant_id}/${row.version}/${target.version}`,
+        event: 'tenant_key.rewrapped',
+        tenantId: row.tenant_id,
+        at: now,
+        actor: input.actor,
+        workflowId: input.rotationId,
+        outcome: 'success',
+        details: { tenantKeyVersion: row.version, fromKekVersion: row.kek_version, toKekVersion: target.version },
+      });
+      return true;
+    });
+    if (stored) result.rewrapped += 1;
+    else result.alreadyDone += 1;
+    ctx?.heartbeat({ tenantId: row.tenant_id, version: row.version });
+  });
+  return result;
+}
