@@ -1,5 +1,5 @@
 import { loadClientConnectConfig } from '@temporalio/envconfig';
-import type { TLSConfig } from '@temporalio/common/lib/internal-non-workflow';
+import type { ConnectionOptions } from '@temporalio/client';
 import { DEFAULT_TASK_QUEUE } from './ids';
 
 /** Configuration problems, every one of them at once, one line each naming the variable. */
@@ -16,7 +16,7 @@ export interface TemporalSettings {
   connectionOptions: {
     address?: string;
     apiKey?: string;
-    tls?: TLSConfig | boolean;
+    tls?: Exclude<ConnectionOptions['tls'], null>;
     metadata?: Record<string, string | Buffer>;
   };
   /** For messages: the address actually used. */

