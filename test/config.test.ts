@@ -89,6 +89,13 @@ describe('worker configuration', () => {
     ]);
   });
 
+  it('requires Key Vault in production: the local development KEK is refused', () => {
+    const auditKey = Buffer.alloc(32, 9).toString('base64');
+    expect(problems({ ...base, NODE_ENV: 'production', AUDIT_MAC_KEY: auditKey })).toEqual([
+      'KEYVAULT_URL is required in production (the local development KEK is not for production)',
+    ]);
+  });
+
   it('limits the HSM budget to the vault limit for the key size', () => {
     expect(problems({ ...base, KEYVAULT_URL: 'https://v.example', KEYVAULT_HSM_OPS_PER_SECOND: '60' })).toEqual([
       'KEYVAULT_HSM_OPS_PER_SECOND must be at most 50 for 3072-bit keys (got "60")',
