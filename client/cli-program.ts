@@ -2,12 +2,12 @@ import { userInfo } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { listAudit, verifyAuditChain, type AuditRecord, type AuditVerification } from '../activities/db/audit';
 import type { AncSpec, AncView, CredentialStored, HealthCheckResult } from '../common/types';
-import { validateAncId, validateAncSpec, validateTenantId } from '../common/validation';
-import { ConfigError } from '../worker/config';
-import { auditStoreFromEnv, type AuditStore } from './cli-env';
+import { ConfigError } from '../common/config-error';
+import type * as Validation from '../common/validation';
+import type { AuditStore } from './cli-env';
 import { CliError, EXIT, EXIT_CODES_HELP, keyValues, table, type TextSink } from './cli-io';
-import { toServiceError } from './errors';
-import { AncServiceError, MAX_PASSWORD_LENGTH, type AncClient, type AncSummary } from './sdk';
+import type { AncClient, AncSummary } from './sdk';
+import { AncServiceError, MAX_PASSWORD_LENGTH } from './service-error';
 
 /**
  * The operators' CLI (`anc`), built over the same SDK other services use. client/cli.ts is the
@@ -94,12 +94,16 @@ export interface AncTarget {
   anc: string;
 }
 
-/** Checks ids locally, so a typo is reported before a password is asked for or anything is sent. */
-export function preflight(check: () => void): void {
+/**
+ * Checks ids locally, so a typo is reported before a password is asked for or anything is sent.
+ * The validation and the Temporal SDK load here, on first use: `anc --help` never loads them.
+ */
+export async function preflight(check: (validation: typeof Validation) => void): Promise<void> {
+  const [validation, errors] = await Promise.all([import('../common/validation'), import('./errors')]);
   try {
-    check();
+    check(validation);
   } catch (err) {
-    throw toServiceError(err);
+    throw errors.toServiceError(err);
   }
 }
 
@@ -204,10 +208,10 @@ export const ancCommands: CommandGroup = (program, ctx) => {
         organizationalUnit: o.ou,
         adDomainUsername: o.user,
       };
-      preflight(() => {
-        validateTenantId(o.tenant);
-        validateAncId(o.anc);
-        validateAncSpec(spec);
+      await preflight((v: typeof Validation) => {
+        v.validateTenantId(o.tenant);
+        v.validateAncId(o.anc);
+        v.validateAncSpec(spec);
       });
       const password = await ctx.newPassword(o.passwordStdin === true);
       const sdk = await ctx.sdk();
@@ -227,9 +231,9 @@ export const ancCommands: CommandGroup = (program, ctx) => {
     .option('--request-id <id>', 'idempotency key: repeat an update safely with the same id', nonEmpty)
     .addHelpText('after', PASSWORD_HELP)
     .action(async (o: AncTarget & { passwordStdin?: boolean; requestId?: string }) => {
-      preflight(() => {
-        validateTenantId(o.tenant);
-        validateAncId(o.anc);
+      await preflight((v: typeof Validation) => {
+        v.validateTenantId(o.tenant);
+        v.validateAncId(o.anc);
       });
       const password = await ctx.newPassword(o.passwordStdin === true);
       const sdk = await ctx.sdk();
@@ -412,7 +416,9 @@ function makeContext(program: Command, deps: CliDeps, deadline: Deadline): CliCo
     },
     async withAudit(fn) {
       deadline.arm();
-      const store = await (deps.audit ?? (() => auditStoreFromEnv(deps.env ?? process.env)))();
+      const store = await (
+        deps.audit ?? (async () => (await import('./cli-env')).auditStoreFromEnv(deps.env ?? process.env))
+      )();
       try {
         return await fn(store);
       } finally {
@@ -493,8 +499,11 @@ export interface DescribedError {
   exitCode: number;
 }
 
-/** The type, message and exit code an error ends the CLI with. */
-export function describeError(err: unknown): DescribedError {
+/**
+ * The type, message and exit code an error ends the CLI with. `toServiceError` (client/errors.ts)
+ * maps Temporal's errors; it is passed in so this module does not load the Temporal SDK.
+ */
+export function describeError(err: unknown, toServiceError: (err: unknown) => unknown = (e) => e): DescribedError {
   if (err instanceof CliError) return { type: err.type, message: err.message, exitCode: err.exitCode };
   if (err instanceof ConfigError) {
     return { type: 'ConfigError', message: err.problems.join('; '), exitCode: EXIT.USAGE };
@@ -529,7 +538,7 @@ export async function runCli(argv: string[], deps: CliDeps, groups: CommandGroup
       // Commander printed its message already; --help and --version are not errors.
       return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? EXIT.OK : EXIT.USAGE;
     }
-    const described = describeError(err);
+    const described = describeError(err, (await import('./errors')).toServiceError);
     deps.err.write(`error: ${described.type}: ${described.message.replace(/\s*\n\s*/g, ' ')}\n`);
     if ((deps.env ?? process.env).ANC_CLI_DEBUG && err instanceof Error && err.stack) deps.err.write(`${err.stack}\n`);
     return described.exitCode;

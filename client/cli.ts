@@ -4,8 +4,8 @@
  * or, once linked (`npm link`), `anc ...`. `anc --help` lists the commands and exit codes.
  * The program itself is client/cli-program.ts; this file only wires it to the process.
  */
-import { loadLocalStackEnv } from '../worker/config';
-import { temporalSdkFromEnv } from './cli-env';
+import { loadLocalStackEnv } from '../worker/local-stack-env';
+import type { TemporalSdk } from './cli-env';
 import { promptHidden, readFirstLine } from './cli-io';
 import { rotationCommands, tenantCommands } from './cli-lifecycle';
 import { COMMAND_GROUPS, runCli } from './cli-program';
@@ -19,11 +19,15 @@ for (const stream of [process.stdout, process.stderr]) {
 }
 
 loadLocalStackEnv();
-const temporal = temporalSdkFromEnv(process.env);
+// The Temporal SDK (and its protocol definitions) load only for a command that connects.
+let temporal: TemporalSdk | undefined;
 const code = await runCli(
   process.argv.slice(2),
   {
-    sdk: temporal.sdk,
+    sdk: async () => {
+      temporal ??= (await import('./cli-env')).temporalSdkFromEnv(process.env);
+      return temporal.sdk();
+    },
     out: process.stdout,
     err: process.stderr,
     readPassword: (prompt) => promptHidden(prompt, process.stdin, process.stderr),
@@ -32,7 +36,7 @@ const code = await runCli(
   },
   [...COMMAND_GROUPS, tenantCommands, rotationCommands],
 );
-await temporal.close().catch(() => undefined);
+await temporal?.close().catch(() => undefined);
 // Exit once what was written is flushed, rather than wait for stray handles (an abandoned
 // connection attempt after --timeout, stdin) to wind down.
 await Promise.all([process.stdout, process.stderr].map((s) => new Promise((resolve) => s.write('', resolve))));

@@ -6,23 +6,10 @@ import {
   WorkflowUpdateFailedError,
   WorkflowUpdateRPCTimeoutOrCancelledError,
 } from '@temporalio/client';
-import { isErrorType, type ErrorType } from '../common/errors';
+import { isErrorType } from '../common/errors';
+import { AncServiceError } from './service-error';
 
-/** Every error the SDK throws. `type` is one of the service's error types, or a transport kind. */
-export class AncServiceError extends Error {
-  constructor(
-    readonly type: ErrorType | 'ServiceUnavailable' | 'Timeout',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'AncServiceError';
-  }
-
-  /** Bad input or a refused request: retrying the same call cannot succeed. */
-  get permanent(): boolean {
-    return this.type !== 'ServiceUnavailable' && this.type !== 'Timeout';
-  }
-}
+export { AncServiceError } from './service-error';
 
 /** Walks a Temporal error's cause chain for the service's ApplicationFailure. */
 export function findApplicationFailure(err: unknown): ApplicationFailure | undefined {

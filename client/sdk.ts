@@ -23,14 +23,14 @@ import {
 } from '../workflows/definitions';
 import { sealPasswordEnvelope } from './envelope';
 import { AncServiceError, isGone, toServiceError } from './errors';
+import { MAX_PASSWORD_LENGTH } from './service-error';
 import * as rotation from './rotation';
 import * as tenant from './tenant';
 
 export { AncServiceError } from './errors';
 export type { AncSpec, AncView, CredentialStored, HealthCheckResult } from '../common/types';
 
-/** Active Directory's longest password, in UTF-16 code units; the service enforces the same. */
-export const MAX_PASSWORD_LENGTH = 256;
+export { MAX_PASSWORD_LENGTH } from './service-error';
 
 export interface AncClientOptions {
   client: Client;

@@ -2,13 +2,9 @@ import { loadClientConnectConfig } from '@temporalio/envconfig';
 import type { ConnectionOptions } from '@temporalio/client';
 import { DEFAULT_TASK_QUEUE } from './ids';
 
-/** Configuration problems, every one of them at once, one line each naming the variable. */
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
-    this.name = 'ConfigError';
-  }
-}
+import { ConfigError } from './config-error';
+
+export { ConfigError } from './config-error';
 
 /** Where to find Temporal, as the SDK, the CLI and the worker all read it. */
 export interface TemporalSettings {

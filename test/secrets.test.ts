@@ -2,20 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ancWorkflowId } from '../common/ids';
 import { dumpAllTables } from './support/db';
 import { createHarness, startDevServer, type Harness } from './support/harness';
+import { captureRuntimeLogs } from './support/quiet-runtime';
 import { ROOT } from './support/stack';
 
 // Every log line the Temporal runtime, the worker and the workflows write in this process.
 const runtimeLog: string[] = [];
-Runtime.install({
-  logger: new DefaultLogger('TRACE', (entry) =>
-    runtimeLog.push(`${entry.level} ${entry.message} ${JSON.stringify(entry.meta ?? {})}`),
-  ),
-});
+captureRuntimeLogs((entry) => runtimeLog.push(`${entry.level} ${entry.message} ${JSON.stringify(entry.meta ?? {})}`));
 
 /** The forms a secret could take in a sink: UTF-8, UTF-16LE, hex, and base64/base64url at each alignment. */
 export function canaryForms(secret: string): string[] {

@@ -1,9 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { ConfigError, readTemporalSettings, type TemporalSettings } from '../common/temporal-config';
+import { projectRoot } from './local-stack-env';
 
 export { ConfigError } from '../common/temporal-config';
+export { loadLocalStackEnv } from './local-stack-env';
 
 /** Parsed once at start; every problem is reported together, one line each, naming the variable. */
 export interface Config {
@@ -53,30 +53,7 @@ export interface Config {
   shutdownGraceSeconds: number;
 }
 
-/** The project's folder (the one with package.json), from source, dist/ or a bundle alike. */
-function projectRoot(): string {
-  let dir = fileURLToPath(new URL('.', import.meta.url));
-  for (let i = 0; i < 4; i++) {
-    if (existsSync(`${dir}package.json`)) return dir;
-    dir = fileURLToPath(new URL('..', `file://${dir}`));
-  }
-  return fileURLToPath(new URL('..', import.meta.url));
-}
-
 const ROOT = projectRoot();
-
-/**
- * For local development, `.stack/env` (written by stack/up.sh) fills in what the environment does
- * not set. Production sets everything explicitly and has no such file.
- */
-export function loadLocalStackEnv(env: NodeJS.ProcessEnv = process.env): void {
-  const file = env.ANC_STACK_ENV ?? `${ROOT}.stack/env`;
-  if (!existsSync(file)) return;
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
-    if (m && m[1] && env[m[1]] === undefined) env[m[1]] = m[2];
-  }
-}
 
 // ------------------------------------------------------------------ value kinds
 // Every variable is text (or absent: empty counts as absent). Each kind turns it into a value or
