@@ -82,8 +82,9 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
   const now = new Date(input.nowMs);
   const audit = { actor: input.actor, workflowId: input.workflowId };
 
+  let generatedKey = false;
   try {
-    return await inTransaction(deps.pool, async (client) => {
+    const stored = await inTransaction(deps.pool, async (client) => {
       await lockActiveTenant(client, input.tenantId, input.mode === 'create');
       let nextVersion = 1;
       if (input.mode === 'create') {
@@ -120,11 +121,17 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
       if (used.rowCount === 0)
         throw permanentFailure('EnvelopeReused', 'this password envelope was already used: seal the password again');
 
-      const tenantKey = await obtainTenantKey(client, deps.kek, deps.config.auditMacKey, {
-        tenantId: input.tenantId,
-        now,
-        audit: { ...audit, eventKey: `${input.operationId}/tenant-key` },
-      });
+      const tenantKey = await obtainTenantKey(
+        client,
+        deps.kek,
+        deps.config.auditMacKey,
+        {
+          tenantId: input.tenantId,
+          now,
+          audit: { ...audit, eventKey: `${input.operationId}/tenant-key` },
+        },
+        deps.tenantKeyCache,
+      );
       let sealed: Buffer;
       try {
         sealed = sealCredential({
@@ -183,8 +190,12 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
           tenantKeyGenerated: tenantKey.generated,
         },
       });
+      generatedKey = tenantKey.generated;
       return { credentialVersion: nextVersion, tenantKeyVersion: tenantKey.version, storedAt: now.toISOString() };
     });
+    // The new key version is committed: drop anything cached for the tenant's earlier versions.
+    if (generatedKey) deps.tenantKeyCache?.invalidateTenant(input.tenantId);
+    return stored;
   } catch (err) {
     // A retry racing with its own earlier attempt: the first one won, report its result.
     if ((err as { code?: string }).code === PG_UNIQUE_VIOLATION) {

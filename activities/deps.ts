@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../worker/config';
 import type { Pool } from './db/pool';
 import type { KekDirectory } from './kek/directory';
+import type { TenantKeyCache } from './kek/tenant-key-cache';
 
 /** What activities need from the outside world; the worker builds it once, tests build their own. */
 export interface ActivityDeps {
@@ -17,4 +18,6 @@ export interface ActivityDeps {
     | 'ldap'
   >;
   logger: Logger;
+  /** Unwrapped tenant keys kept for a short while (absent or disabled: every use unwraps). */
+  tenantKeyCache?: TenantKeyCache;
 }

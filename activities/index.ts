@@ -12,6 +12,9 @@ export function createActivities(deps: ActivityDeps) {
     deleteAncData: (input: DeleteAncInput) => deleteAncData(deps, input),
     describeCurrentKek: () => describeCurrentKek(deps),
     checkAncHealth: (input: CheckAncHealthInput) => checkAncHealth(deps, input),
+    // Does nothing: dispatched on the HSM task queue just before an activity that may make two HSM
+    // calls, so the queue's rate limit counts both.
+    reserveHsmCall: async (): Promise<void> => undefined,
     ...createRotationActivities(deps),
     ...createTenantActivities(deps),
   };

@@ -3,6 +3,7 @@ import type { PoolClient } from './db/pool';
 import { generateTenantKey, tenantKeyExpiry, zero } from './crypto/tenant-key';
 import { KekUnwrapError, KekVersionNotFoundError } from './kek/provider';
 import type { KekDirectory } from './kek/directory';
+import type { TenantKeyCache } from './kek/tenant-key-cache';
 import { permanentFailure } from '../common/errors';
 
 export interface TenantKeyRow {
@@ -36,18 +37,35 @@ export async function findUsableTenantKey(
   return rows[0];
 }
 
+/**
+ * The tenant key in the clear (a buffer the caller owns and zeroes): from the cache when it holds
+ * this exact wrapped key, otherwise one Key Vault unwrap (whose result the cache keeps a copy of).
+ */
 export async function unwrapTenantKey(
   kek: KekDirectory,
-  row: Pick<TenantKeyRow, 'wrapped_key' | 'kek_version'>,
+  row: Pick<TenantKeyRow, 'tenant_id' | 'version' | 'wrapped_key' | 'kek_version'>,
+  cache?: TenantKeyCache,
 ): Promise<Buffer> {
-  try {
-    return await kek.provider.unwrap(row.wrapped_key, row.kek_version);
-  } catch (err) {
-    if (err instanceof KekUnwrapError || err instanceof KekVersionNotFoundError) {
-      throw permanentFailure('CredentialUnavailable', 'the tenant key could not be unwrapped by its KEK version');
+  const unwrap = async () => {
+    try {
+      return await kek.provider.unwrap(row.wrapped_key, row.kek_version);
+    } catch (err) {
+      if (err instanceof KekUnwrapError || err instanceof KekVersionNotFoundError) {
+        throw permanentFailure('CredentialUnavailable', 'the tenant key could not be unwrapped by its KEK version');
+      }
+      throw err;
     }
-    throw err;
-  }
+  };
+  if (!cache) return unwrap();
+  return cache.getOrUnwrap(
+    {
+      tenantId: row.tenant_id,
+      tenantKeyVersion: row.version,
+      kekVersion: row.kek_version,
+      wrappedKey: row.wrapped_key,
+    },
+    unwrap,
+  );
 }
 
 /**
@@ -100,8 +118,11 @@ export async function obtainTenantKey(
   kek: KekDirectory,
   macKey: Buffer,
   args: { tenantId: string; now: Date; audit: Omit<AuditEntry, 'event' | 'details' | 'tenantId' | 'at' | 'outcome'> },
+  cache?: TenantKeyCache,
 ): Promise<OpenTenantKey> {
   const row = await findUsableTenantKey(client, args.tenantId, args.now);
-  if (row) return { version: row.version, key: await unwrapTenantKey(kek, row), generated: false };
+  if (row) return { version: row.version, key: await unwrapTenantKey(kek, row, cache), generated: false };
+  // A new version replaces the tenant's key: nothing cached for the tenant may be used again.
+  cache?.invalidateTenant(args.tenantId);
   return generateTenantKeyVersion(client, kek, macKey, args);
 }

@@ -108,7 +108,7 @@ export async function deactivateTenantData(
       nonRetryable: true,
     });
   }
-  return inTransaction(deps.pool, async (client) => {
+  const result = await inTransaction(deps.pool, async (client) => {
     const row = await lockTenant(client, input.tenantId);
     if (!row) throw permanentFailure('TenantNotFound', `tenant ${input.tenantId} does not exist`);
     if (row.state === 'purged') throw permanentFailure('TenantPurged', `tenant ${input.tenantId} was purged`);
@@ -153,6 +153,9 @@ export async function deactivateTenantData(
       ancs: ancs.rowCount ?? 0,
     };
   });
+  // A deactivated tenant's key has no business in memory: drop it now, not when it ages out.
+  deps.tenantKeyCache?.invalidateTenant(input.tenantId);
+  return result;
 }
 
 export interface ReactivateTenantInput extends AuditContext {
@@ -304,43 +307,55 @@ export async function finishTenantPurge(
   deps: ActivityDeps,
   input: FinishPurgeInput,
 ): Promise<{ purged: boolean; purgedAt?: string; state: TenantRecord['state'] }> {
-  return inTransaction(deps.pool, async (client) => {
-    const row = await lockTenant(client, input.tenantId);
-    if (!row) return { purged: false, state: 'not-found' };
-    if (row.state === 'purged') return { purged: true, purgedAt: row.purged_at?.toISOString(), state: 'purged' };
-    if (row.state !== 'deactivated' || !row.purge_at || row.purge_at.getTime() > input.nowMs) {
-      return { purged: false, state: row.state };
-    }
-    const now = new Date(input.nowMs);
-    const ancs = await client.query('DELETE FROM ancs WHERE tenant_id = $1', [input.tenantId]);
-    const envelopes = await client.query('DELETE FROM used_envelopes WHERE tenant_id = $1', [input.tenantId]);
-    const keys = await client.query('DELETE FROM tenant_keys WHERE tenant_id = $1', [input.tenantId]);
-    await client.query(`UPDATE tenants SET state = 'purged', purged_at = $2, updated_at = $2 WHERE tenant_id = $1`, [
-      input.tenantId,
-      now,
-    ]);
-    await appendAudit(client, deps.config.auditMacKey, {
-      eventKey: `${input.workflowId}/purged`,
-      event: 'tenant.purged',
-      tenantId: input.tenantId,
-      actor: input.actor,
-      workflowId: input.workflowId,
-      at: now,
-      outcome: 'success',
-      details: {
-        ancs: input.counts.ancs,
-        credentials: input.counts.credentials,
-        healthChecks: input.counts.healthChecks,
-        usedEnvelopes: input.counts.usedEnvelopes,
-        tenantKeys: keys.rowCount ?? 0,
-        lateAncs: ancs.rowCount ?? 0,
-        lateEnvelopes: envelopes.rowCount ?? 0,
-        deactivatedAt: row.deactivated_at?.toISOString() ?? null,
-        purgeAt: row.purge_at.toISOString(),
-      },
-    });
-    return { purged: true, purgedAt: now.toISOString(), state: 'purged' };
-  });
+  const result = await inTransaction(
+    deps.pool,
+    async (
+      client,
+    ): Promise<{
+      purged: boolean;
+      purgedAt?: string;
+      state: TenantRecord['state'];
+    }> => {
+      const row = await lockTenant(client, input.tenantId);
+      if (!row) return { purged: false, state: 'not-found' };
+      if (row.state === 'purged') return { purged: true, purgedAt: row.purged_at?.toISOString(), state: 'purged' };
+      if (row.state !== 'deactivated' || !row.purge_at || row.purge_at.getTime() > input.nowMs) {
+        return { purged: false, state: row.state };
+      }
+      const now = new Date(input.nowMs);
+      const ancs = await client.query('DELETE FROM ancs WHERE tenant_id = $1', [input.tenantId]);
+      const envelopes = await client.query('DELETE FROM used_envelopes WHERE tenant_id = $1', [input.tenantId]);
+      const keys = await client.query('DELETE FROM tenant_keys WHERE tenant_id = $1', [input.tenantId]);
+      await client.query(`UPDATE tenants SET state = 'purged', purged_at = $2, updated_at = $2 WHERE tenant_id = $1`, [
+        input.tenantId,
+        now,
+      ]);
+      await appendAudit(client, deps.config.auditMacKey, {
+        eventKey: `${input.workflowId}/purged`,
+        event: 'tenant.purged',
+        tenantId: input.tenantId,
+        actor: input.actor,
+        workflowId: input.workflowId,
+        at: now,
+        outcome: 'success',
+        details: {
+          ancs: input.counts.ancs,
+          credentials: input.counts.credentials,
+          healthChecks: input.counts.healthChecks,
+          usedEnvelopes: input.counts.usedEnvelopes,
+          tenantKeys: keys.rowCount ?? 0,
+          lateAncs: ancs.rowCount ?? 0,
+          lateEnvelopes: envelopes.rowCount ?? 0,
+          deactivatedAt: row.deactivated_at?.toISOString() ?? null,
+          purgeAt: row.purge_at.toISOString(),
+        },
+      });
+      return { purged: true, purgedAt: now.toISOString(), state: 'purged' };
+    },
+  );
+  // Crypto-shredded in the database; the same for any copy held here.
+  deps.tenantKeyCache?.invalidateTenant(input.tenantId);
+  return result;
 }
 
 /** The tenant lifecycle activities, bound to their dependencies (spread into createActivities). */

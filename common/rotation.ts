@@ -50,6 +50,25 @@ export interface RewrapBatchInput extends RotationActor {
   limit: number;
   concurrency: number;
   nowMs: number;
+  /**
+   * Exactly these keys instead of a page (those still wrapped by another version): the rotation
+   * sends one key per activity on the HSM task queue, so each activity makes at most one HSM call.
+   */
+  keys?: RewrapCursor[];
+}
+
+/** A page of tenant keys (ids only) not wrapped by the target KEK version. */
+export interface ListStaleKeysInput {
+  targetKekVersion: string;
+  after: RewrapCursor | null;
+  limit: number;
+}
+
+/** A page of tenants with an expired active key or retiring versions left over. */
+export interface ListReplaceableInput {
+  after: string | null;
+  limit: number;
+  nowMs: number;
 }
 
 export interface RewrapBatchResult {
@@ -72,6 +91,8 @@ export interface ReplaceBatchInput extends RotationActor {
   limit: number;
   concurrency: number;
   nowMs: number;
+  /** Exactly these tenants instead of a page (one per activity on the HSM task queue). */
+  tenants?: string[];
 }
 
 export interface ReplaceBatchResult {

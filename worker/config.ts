@@ -51,6 +51,11 @@ export interface Config {
   metricsPort?: number;
   /** How long a stopping worker lets running activities finish. */
   shutdownGraceSeconds: number;
+  // HSM budget for the fleet and the tenant-key cache
+  /** Activities per second on the HSM task queue, for all workers together (one HSM call each). */
+  hsmQueueActivitiesPerSecond: number;
+  /** Unwrapped tenant keys kept in memory; maxEntries 0 turns the cache off. */
+  tenantKeyCache: { maxEntries: number; maxAgeSeconds: number; maxUses: number };
 }
 
 const ROOT = projectRoot();
@@ -194,6 +199,12 @@ export const envSchema = z.object({
   HEALTH_PORT: optionalPort(),
   METRICS_PORT: optionalPort(),
   SHUTDOWN_GRACE_SECONDS: integer(1, 3600, 30),
+
+  // HSM budget for the fleet (0: 0.4 of KEYVAULT_HSM_OPS_PER_SECOND) and the tenant-key cache
+  HSM_QUEUE_ACTIVITIES_PER_SECOND: integer(1, 10_000, 0),
+  TENANT_KEY_CACHE_MAX_ENTRIES: integer(0, 10_000_000, 10_000),
+  TENANT_KEY_CACHE_MAX_AGE_SECONDS: integer(1, 24 * 3600, 300),
+  TENANT_KEY_CACHE_MAX_USES: integer(1, 1_000_000_000, 1_000),
 });
 
 export type Env = z.output<typeof envSchema>;
@@ -285,5 +296,16 @@ export function loadConfig(rawEnv: NodeJS.ProcessEnv = process.env): Config {
     healthPort: e.HEALTH_PORT,
     metricsPort: e.METRICS_PORT,
     shutdownGraceSeconds: e.SHUTDOWN_GRACE_SECONDS,
+    // HSM budget for the fleet and the tenant-key cache. Temporal's task-queue rate is a token
+    // bucket whose burst about equals its rate, so the default is 0.4 of the vault budget: a full
+    // burst plus the steady rate stays inside the budget in any one second.
+    hsmQueueActivitiesPerSecond:
+      e.HSM_QUEUE_ACTIVITIES_PER_SECOND ||
+      (kek.kind === 'azure-key-vault' ? Math.max(1, Math.floor(kek.hsmOpsPerSecond * 0.4)) : 100),
+    tenantKeyCache: {
+      maxEntries: e.TENANT_KEY_CACHE_MAX_ENTRIES,
+      maxAgeSeconds: e.TENANT_KEY_CACHE_MAX_AGE_SECONDS,
+      maxUses: e.TENANT_KEY_CACHE_MAX_USES,
+    },
   };
 }

@@ -1,6 +1,5 @@
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
-import { createActivities } from '../activities';
+import { NativeConnection } from '@temporalio/worker';
 import { migrate } from '../activities/db/migrate';
 import { createPool } from '../activities/db/pool';
 import { KekDirectory } from '../activities/kek/directory';
@@ -11,7 +10,7 @@ import { createLogger } from './logger';
 import { ensureRotationSchedule, startSingletons } from './singletons';
 import { installRuntime } from './telemetry';
 import { ensureSearchAttributes } from './temporal';
-import { workflowCode } from './workflows-path';
+import { createWorkers } from './workers';
 
 async function main(): Promise<void> {
   loadLocalStackEnv();
@@ -35,14 +34,14 @@ async function main(): Promise<void> {
   const client = new Client({ connection: clientConnection, namespace });
 
   const workerConnection = await NativeConnection.connect(connectionOptions);
-  const worker = await Worker.create({
+  // The main worker and the HSM task queue's worker; SIGTERM/SIGINT (the runtime's shutdown signals)
+  // stop polling, running activities get config.shutdownGraceSeconds.
+  const worker = await createWorkers({
     connection: workerConnection,
     namespace,
     taskQueue,
-    ...workflowCode(),
-    activities: createActivities({ pool, kek, config, logger }),
-    // SIGTERM/SIGINT (the runtime's shutdown signals) stop polling; running activities get this long.
-    shutdownGraceTime: `${config.shutdownGraceSeconds} seconds`,
+    deps: { pool, kek, config, logger },
+    config,
   });
   await startSingletons(client, taskQueue);
   await ensureRotationSchedule(client, taskQueue, config.rotationIntervalHours);

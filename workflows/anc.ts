@@ -3,6 +3,7 @@ import {
   condition,
   continueAsNew,
   currentUpdateInfo,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -11,6 +12,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { permanentFailure } from '../common/errors';
+import { HSM_PRIORITY, hsmTaskQueue } from '../common/hsm';
 import { AncStateKey, HealthStatusKey } from '../common/search-attributes';
 import type { AncView, HealthCheckResult } from '../common/types';
 import { validateAncId, validateAncSpec, validateEnvelopeShape, validateTenantId } from '../common/validation';
@@ -22,6 +24,7 @@ import {
   tenantStateSignal,
   updateAncPasswordUpdate,
 } from './definitions';
+import { nextHealthCheckSlot } from './health-slot';
 import { SerialQueue } from './serial-queue';
 
 export interface AncWorkflowArgs {
@@ -44,6 +47,39 @@ const { checkAncHealth } = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 },
 });
+
+/** Key Vault-bound activities go to the HSM task queue, where the fleet-wide rate and priorities apply. */
+export const HSM_QUEUE_PATCH = 'hsm-task-queue';
+/** Periodic health checks at the ANC's hashed slot (with jitter and a catch-up window), not interval after interval. */
+export const HEALTH_SLOTS_PATCH = 'health-check-slots';
+
+type HealthKind = keyof typeof HSM_PRIORITY;
+
+/** The credential and health activities on the HSM task queue, one proxy per priority. */
+function hsmActivities(taskQueue: string) {
+  const byPriority = (kind: HealthKind) => {
+    const credential = proxyActivities<Activities>({
+      taskQueue,
+      priority: { priorityKey: HSM_PRIORITY[kind] },
+      startToCloseTimeout: '1 minute',
+      scheduleToCloseTimeout: '10 minutes',
+      retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+    });
+    const health = proxyActivities<Activities>({
+      taskQueue,
+      priority: { priorityKey: HSM_PRIORITY[kind] },
+      // Waiting for the budget counts against schedule-to-start, not the check's own two minutes.
+      startToCloseTimeout: '2 minutes',
+      retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 },
+    });
+    return {
+      reserveHsmCall: credential.reserveHsmCall,
+      provideCredential: credential.provideCredential,
+      health: health.checkAncHealth,
+    };
+  };
+  return { user: byPriority('user'), afterChange: byPriority('afterChange'), periodic: byPriority('periodic') };
+}
 
 function initialView(tenantId: string, ancId: string): AncView {
   return {
@@ -71,6 +107,19 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
   const healthInterval = `${args.healthCheckIntervalMinutes ?? 360} minutes`;
   let createFailed = false;
   let createAccepted = false;
+  const hsm = hsmActivities(hsmTaskQueue(workflowInfo().taskQueue));
+  const intervalMs = (args.healthCheckIntervalMinutes ?? 360) * 60_000;
+  let lastCheckMs: number | undefined;
+
+  /**
+   * Stores a credential. On the HSM queue it first takes a second dispatch slot: opening the envelope
+   * and unwrapping an existing tenant key are two HSM calls, and each dispatch pays for one.
+   */
+  const storeCredential = async (input: Parameters<typeof provideCredential>[0]) => {
+    if (!patched(HSM_QUEUE_PATCH)) return provideCredential(input);
+    await hsm.user.reserveHsmCall();
+    return hsm.user.provideCredential(input);
+  };
 
   const operationId = () => `${workflowId}/${currentUpdateInfo()?.id ?? uuid4()}`;
   const setState = (state: AncView['state']) => {
@@ -78,19 +127,22 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
     upsertSearchAttributes([{ key: AncStateKey, value: state }]);
   };
 
-  const runHealthCheck = async (actor: string): Promise<HealthCheckResult> => {
+  const runHealthCheck = async (actor: string, kind: HealthKind = 'user'): Promise<HealthCheckResult> => {
     view.healthCheck = { status: 'running' };
     upsertSearchAttributes([{ key: HealthStatusKey, value: 'running' }]);
+    lastCheckMs = Date.now();
     let result: HealthCheckResult;
     try {
-      result = await checkAncHealth({
+      const input = {
         tenantId,
         ancId,
         checkId: `${workflowId}/health/${uuid4()}`,
         nowMs: Date.now(),
         actor,
         workflowId,
-      });
+      };
+      const check = kind === 'rotation' || !patched(HSM_QUEUE_PATCH) ? checkAncHealth : hsm[kind].health;
+      result = await check(input);
     } catch {
       result = { status: 'failed', errorType: 'Unknown', message: 'the health check could not be run' };
     }
@@ -98,8 +150,11 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
     upsertSearchAttributes([{ key: HealthStatusKey, value: result.status }]);
     return result;
   };
-  const scheduleHealthCheck = () => {
-    if (view.state === 'active') void queue.run(() => runHealthCheck('system:after-change')).catch(() => undefined);
+  const scheduleHealthCheck = (kind: 'afterChange' | 'periodic' = 'afterChange') => {
+    const actor = kind === 'periodic' ? 'system:periodic' : 'system:after-change';
+    // Before the patch every check was recorded as after-change; keep that for replays.
+    const recorded = patched(HSM_QUEUE_PATCH) ? actor : 'system:after-change';
+    if (view.state === 'active') void queue.run(() => runHealthCheck(recorded, kind)).catch(() => undefined);
   };
 
   const requireActive = () => {
@@ -125,7 +180,7 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
           adDomainUsername: req.adDomainUsername,
         };
         try {
-          const stored = await provideCredential({
+          const stored = await storeCredential({
             mode: 'create',
             tenantId,
             ancId,
@@ -171,7 +226,7 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
       const receivedAtMs = Date.now();
       return queue.run(async () => {
         requireActive();
-        const stored = await provideCredential({
+        const stored = await storeCredential({
           mode: 'update',
           tenantId,
           ancId,
@@ -247,8 +302,29 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
     await condition(() => createAccepted, '1 minute');
     if (!createAccepted) return { finalState: view.state };
   }
+  let planned: { atMs: number; catchUp: boolean } | undefined;
   for (;;) {
-    if (view.state === 'active') {
+    if (view.state === 'active' && patched(HEALTH_SLOTS_PATCH)) {
+      const now = Date.now();
+      const last = lastCheckMs ?? (view.healthCheck.startedAt ? Date.parse(view.healthCheck.startedAt) : undefined);
+      if (!planned?.catchUp)
+        planned = nextHealthCheckSlot({ id: workflowId, intervalMs, nowMs: now, lastCheckMs: last });
+      const woke = await condition(
+        () => finished() || suggested() || view.state !== 'active',
+        Math.max(1, planned.atMs - now),
+      );
+      if (!woke) {
+        const late = nextHealthCheckSlot({ id: workflowId, intervalMs, nowMs: Date.now(), dueMs: planned.atMs });
+        if (!planned.catchUp && late.catchUp) {
+          // Woken long after the slot (a worker outage): move to a point in the catch-up window
+          // rather than firing together with every other late ANC.
+          planned = late;
+        } else {
+          planned = undefined;
+          scheduleHealthCheck('periodic');
+        }
+      }
+    } else if (view.state === 'active') {
       const woke = await condition(() => finished() || suggested() || view.state !== 'active', healthInterval);
       if (!woke) scheduleHealthCheck();
     } else {

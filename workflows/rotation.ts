@@ -4,6 +4,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -11,7 +12,9 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { HSM_PRIORITY, hsmTaskQueue } from '../common/hsm';
 import { KEYRING_WORKFLOW_ID } from '../common/ids';
+import type { ReplaceBatchResult, RewrapBatchResult } from '../common/rotation';
 import { refreshKekSignal } from './definitions';
 import {
   rotationProgressQuery,
@@ -36,6 +39,38 @@ const { rewrapTenantKeys, replaceExpiredTenantKeys } = proxyActivities<Activitie
   heartbeatTimeout: '2 minutes',
   retry: RETRY_FOREVER,
 });
+
+const { listStaleTenantKeys, listTenantsToReplace } = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: RETRY_FOREVER,
+});
+
+/** Re-wraps and replacements go one key (one tenant) per activity to the HSM task queue. */
+export const ROTATION_HSM_PATCH = 'hsm-task-queue';
+
+function hsmRotationActivities() {
+  return proxyActivities<Activities>({
+    taskQueue: hsmTaskQueue(workflowInfo().taskQueue),
+    priority: { priorityKey: HSM_PRIORITY.rotation },
+    // One HSM call each; waiting for the budget is schedule-to-start time, not counted here.
+    startToCloseTimeout: '2 minutes',
+    retry: RETRY_FOREVER,
+  });
+}
+
+/** Runs `fn` over `items`, at most `limit` at once, in a deterministic order of starts. */
+async function inParallel<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, lane));
+  return results;
+}
 
 /** A re-wrap pass repeats when keys were wrapped with an old version meanwhile; at most this often. */
 const MAX_REWRAP_PASSES = 3;
@@ -147,14 +182,42 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
       case 'replacing-tenant-keys': {
         if (timeToContinueAsNew()) return continueAsNewWith(args, p);
         const cursor = p.cursor && !('version' in p.cursor) ? p.cursor.tenantId : null;
-        const r = await replaceExpiredTenantKeys({
-          after: cursor,
-          limit: batchSize,
-          concurrency,
-          nowMs: Date.now(),
-          rotationId,
-          actor,
-        });
+        let r: ReplaceBatchResult;
+        if (patched(ROTATION_HSM_PATCH)) {
+          const nowMs = Date.now();
+          const tenants = await listTenantsToReplace({ after: cursor, limit: batchSize, nowMs });
+          const hsm = hsmRotationActivities();
+          const each = await inParallel(tenants, concurrency, (tenantId) =>
+            hsm.replaceExpiredTenantKeys({
+              after: null,
+              limit: 1,
+              concurrency: 1,
+              nowMs,
+              rotationId,
+              actor,
+              tenants: [tenantId],
+            }),
+          );
+          r = {
+            tenants: tenants.length,
+            replaced: sum(each, (e) => e.replaced),
+            resealed: sum(each, (e) => e.resealed),
+            deleted: sum(each, (e) => e.deleted),
+            failed: each.flatMap((e) => e.failed),
+            hsmUnwraps: sum(each, (e) => e.hsmUnwraps),
+            next: tenants.at(-1) ?? cursor,
+            done: tenants.length < batchSize,
+          };
+        } else {
+          r = await replaceExpiredTenantKeys({
+            after: cursor,
+            limit: batchSize,
+            concurrency,
+            nowMs: Date.now(),
+            rotationId,
+            actor,
+          });
+        }
         batchesThisRun += 1;
         p.counts.batches += 1;
         p.counts.hsmUnwraps += r.hsmUnwraps;
@@ -176,15 +239,43 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
       case 'rewrapping': {
         if (timeToContinueAsNew()) return continueAsNewWith(args, p);
         const cursor = p.cursor && 'version' in p.cursor ? (p.cursor as RewrapCursor) : null;
-        const r = await rewrapTenantKeys({
-          targetKekVersion: p.kek.currentVersion as string,
-          after: cursor,
-          limit: batchSize,
-          concurrency,
-          nowMs: Date.now(),
-          rotationId,
-          actor,
-        });
+        const targetKekVersion = p.kek.currentVersion as string;
+        let r: RewrapBatchResult;
+        if (patched(ROTATION_HSM_PATCH)) {
+          const nowMs = Date.now();
+          const keys = await listStaleTenantKeys({ targetKekVersion, after: cursor, limit: batchSize });
+          const hsm = hsmRotationActivities();
+          const each = await inParallel(keys, concurrency, (key) =>
+            hsm.rewrapTenantKeys({
+              targetKekVersion,
+              after: null,
+              limit: 1,
+              concurrency: 1,
+              nowMs,
+              rotationId,
+              actor,
+              keys: [key],
+            }),
+          );
+          r = {
+            rewrapped: sum(each, (e) => e.rewrapped),
+            alreadyDone: sum(each, (e) => e.alreadyDone),
+            failed: each.flatMap((e) => e.failed),
+            hsmUnwraps: sum(each, (e) => e.hsmUnwraps),
+            next: keys.at(-1) ?? cursor,
+            done: keys.length < batchSize,
+          };
+        } else {
+          r = await rewrapTenantKeys({
+            targetKekVersion,
+            after: cursor,
+            limit: batchSize,
+            concurrency,
+            nowMs: Date.now(),
+            rotationId,
+            actor,
+          });
+        }
         batchesThisRun += 1;
         p.counts.batches += 1;
         p.counts.hsmUnwraps += r.hsmUnwraps;
@@ -248,4 +339,8 @@ async function continueAsNewWith(args: RotationWorkflowArgs, p: RotationProgress
   setCurrentDetails(details(p));
   await condition(allHandlersFinished);
   return continueAsNew<typeof rotationWorkflow>({ ...args, carried: p });
+}
+
+function sum<T>(items: readonly T[], pick: (item: T) => number): number {
+  return items.reduce((n, item) => n + pick(item), 0);
 }

@@ -201,7 +201,16 @@ async function runChecks(deps: ActivityDeps, input: CheckAncHealthInput, anc: An
   let password: string;
   let tenantKey: Buffer | undefined;
   try {
-    tenantKey = await unwrapTenantKey(deps.kek, { wrapped_key: anc.wrapped_key, kek_version: anc.kek_version });
+    tenantKey = await unwrapTenantKey(
+      deps.kek,
+      {
+        tenant_id: input.tenantId,
+        version: anc.tenant_key_version,
+        wrapped_key: anc.wrapped_key,
+        kek_version: anc.kek_version,
+      },
+      deps.tenantKeyCache,
+    );
     password = openCredential({
       tenantKey,
       keyVersion: anc.tenant_key_version,

@@ -16,12 +16,19 @@
  * database) is thrown so Temporal retries the activity, and finished items are never redone: each
  * re-wrap commits on its own, guarded by `kek_version = <old>`.
  */
-import type { RenewKekInput, ReplaceBatchInput, RetireKekInput, RewrapBatchInput } from '../../common/rotation';
+import type {
+  ListReplaceableInput,
+  ListStaleKeysInput,
+  RenewKekInput,
+  ReplaceBatchInput,
+  RetireKekInput,
+  RewrapBatchInput,
+} from '../../common/rotation';
 import type { ActivityDeps } from '../deps';
 import { renewKekIfDue } from './renew';
-import { replaceExpiredTenantKeys } from './replace';
+import { listTenantsToReplace, replaceExpiredTenantKeys } from './replace';
 import { retireKekVersions } from './retire';
-import { rewrapTenantKeys } from './rewrap';
+import { listStaleTenantKeys, rewrapTenantKeys } from './rewrap';
 
 export type * from '../../common/rotation';
 export { renewKekIfDue } from './renew';
@@ -37,6 +44,8 @@ export function createRotationActivities(deps: ActivityDeps) {
     rewrapTenantKeys: (input: RewrapBatchInput) => rewrapTenantKeys(deps, input),
     replaceExpiredTenantKeys: (input: ReplaceBatchInput) => replaceExpiredTenantKeys(deps, input),
     retireKekVersions: (input: RetireKekInput) => retireKekVersions(deps, input),
+    listStaleTenantKeys: (input: ListStaleKeysInput) => listStaleTenantKeys(deps, input),
+    listTenantsToReplace: (input: ListReplaceableInput) => listTenantsToReplace(deps, input),
   };
 }
 

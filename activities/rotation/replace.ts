@@ -3,7 +3,7 @@
  * credential sealed under a retiring version is opened and sealed again under the new one, and the
  * retiring rows are deleted (crypto-shredding), all in one transaction under the tenant row lock.
  */
-import type { ReplaceBatchInput, ReplaceBatchResult } from '../../common/rotation';
+import type { ListReplaceableInput, ReplaceBatchInput, ReplaceBatchResult } from '../../common/rotation';
 import { openCredential, sealCredential } from '../crypto/seal';
 import { zero } from '../crypto/tenant-key';
 import { appendAudit } from '../db/audit';
@@ -83,8 +83,12 @@ async function replaceForTenant(
   const unwrap = async (row: KeyRow): Promise<Buffer> => {
     const known = clear.get(row.version);
     if (known) return known;
-    outcome.hsmUnwraps += 1;
-    const key = await provider.unwrap(row.wrapped_key, row.kek_version);
+    const ref = { tenantId, tenantKeyVersion: row.version, kekVersion: row.kek_version, wrappedKey: row.wrapped_key };
+    const fromVault = () => {
+      outcome.hsmUnwraps += 1;
+      return provider.unwrap(row.wrapped_key, row.kek_version);
+    };
+    const key = deps.tenantKeyCache ? await deps.tenantKeyCache.getOrUnwrap(ref, fromVault) : await fromVault();
     clear.set(row.version, key);
     return key;
   };
@@ -192,6 +196,8 @@ async function replaceForTenant(
   } finally {
     for (const key of clear.values()) zero(key);
     zero(newKey);
+    // Replaced (or attempted): nothing cached for the tenant may be used again.
+    deps.tenantKeyCache?.invalidateTenant(tenantId);
   }
 }
 
@@ -203,12 +209,9 @@ export async function replaceExpiredTenantKeys(
   deps: ActivityDeps,
   input: ReplaceBatchInput,
 ): Promise<ReplaceBatchResult> {
-  const { rows } = await deps.pool.query<{ tenant_id: string }>(
-    `SELECT DISTINCT tenant_id FROM tenant_keys
-      WHERE (state = 'retiring' OR expires_at <= $1) AND ($2::text IS NULL OR tenant_id > $2)
-      ORDER BY tenant_id LIMIT $3`,
-    [new Date(input.nowMs), input.after, input.limit],
-  );
+  const rows = input.tenants
+    ? input.tenants.map((tenantId) => ({ tenant_id: tenantId }))
+    : (await listTenantsToReplace(deps, input)).map((tenantId) => ({ tenant_id: tenantId }));
   const result: ReplaceBatchResult = {
     tenants: rows.length,
     replaced: 0,
@@ -217,7 +220,7 @@ export async function replaceExpiredTenantKeys(
     failed: [],
     hsmUnwraps: 0,
     next: rows.at(-1)?.tenant_id ?? input.after,
-    done: rows.length < input.limit,
+    done: input.tenants ? true : rows.length < input.limit,
   };
   const ctx = activityContext();
   // Each tenant holds a pooled connection while it works: keep the parallelism modest.
@@ -239,4 +242,15 @@ export async function replaceExpiredTenantKeys(
     ctx?.heartbeat({ tenantId });
   });
   return result;
+}
+
+/** The next page of tenants with an expired active key or retiring versions left over (ids only). */
+export async function listTenantsToReplace(deps: ActivityDeps, input: ListReplaceableInput): Promise<string[]> {
+  const { rows } = await deps.pool.query<{ tenant_id: string }>(
+    `SELECT DISTINCT tenant_id FROM tenant_keys
+      WHERE (state = 'retiring' OR expires_at <= $1) AND ($2::text IS NULL OR tenant_id > $2)
+      ORDER BY tenant_id LIMIT $3`,
+    [new Date(input.nowMs), input.after, input.limit],
+  );
+  return rows.map((r) => r.tenant_id);
 }

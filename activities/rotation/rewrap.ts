@@ -3,7 +3,7 @@
  * (one HSM call) and wrapped again locally with the current public key (no remote wrap).
  */
 import { ApplicationFailure } from '@temporalio/common';
-import type { RewrapBatchInput, RewrapBatchResult } from '../../common/rotation';
+import type { ListStaleKeysInput, RewrapBatchInput, RewrapBatchResult, RewrapCursor } from '../../common/rotation';
 import { zero } from '../crypto/tenant-key';
 import { appendAudit } from '../db/audit';
 import { inTransaction } from '../db/pool';
@@ -33,19 +33,29 @@ export async function rewrapTenantKeys(deps: ActivityDeps, input: RewrapBatchInp
     });
   }
   const now = new Date(input.nowMs);
-  const { rows } = await deps.pool.query<StaleKeyRow>(
-    `SELECT tenant_id, version, kek_version, wrapped_key FROM tenant_keys
-      WHERE kek_version <> $1 AND ($2::text IS NULL OR (tenant_id, version) > ($2::text, $3::int))
-      ORDER BY tenant_id, version LIMIT $4`,
-    [target.version, input.after?.tenantId ?? null, input.after?.version ?? 0, input.limit],
-  );
+  const { rows } = input.keys
+    ? await deps.pool.query<StaleKeyRow>(
+        `SELECT k.tenant_id, k.version, k.kek_version, k.wrapped_key
+           FROM tenant_keys k
+           JOIN unnest($2::text[], $3::int[]) AS w(tenant_id, version)
+             ON w.tenant_id = k.tenant_id AND w.version = k.version
+          WHERE k.kek_version <> $1
+          ORDER BY k.tenant_id, k.version`,
+        [target.version, input.keys.map((k) => k.tenantId), input.keys.map((k) => k.version)],
+      )
+    : await deps.pool.query<StaleKeyRow>(
+        `SELECT tenant_id, version, kek_version, wrapped_key FROM tenant_keys
+          WHERE kek_version <> $1 AND ($2::text IS NULL OR (tenant_id, version) > ($2::text, $3::int))
+          ORDER BY tenant_id, version LIMIT $4`,
+        [target.version, input.after?.tenantId ?? null, input.after?.version ?? 0, input.limit],
+      );
   const result: RewrapBatchResult = {
     rewrapped: 0,
     alreadyDone: 0,
     failed: [],
     hsmUnwraps: 0,
     next: rows.length > 0 ? { tenantId: rows.at(-1)!.tenant_id, version: rows.at(-1)!.version } : input.after,
-    done: rows.length < input.limit,
+    done: input.keys ? true : rows.length < input.limit,
   };
   const ctx = activityContext();
 
@@ -53,8 +63,17 @@ export async function rewrapTenantKeys(deps: ActivityDeps, input: RewrapBatchInp
     let key: Buffer | undefined;
     let wrapped: Buffer;
     try {
-      result.hsmUnwraps += 1;
-      key = await provider.unwrap(row.wrapped_key, row.kek_version);
+      const ref = {
+        tenantId: row.tenant_id,
+        tenantKeyVersion: row.version,
+        kekVersion: row.kek_version,
+        wrappedKey: row.wrapped_key,
+      };
+      const unwrap = () => {
+        result.hsmUnwraps += 1;
+        return provider.unwrap(row.wrapped_key, row.kek_version);
+      };
+      key = deps.tenantKeyCache ? await deps.tenantKeyCache.getOrUnwrap(ref, unwrap) : await unwrap();
       wrapped = await provider.wrap(key, target);
     } catch (err) {
       const reason = permanentItemError(err);
@@ -87,9 +106,22 @@ export async function rewrapTenantKeys(deps: ActivityDeps, input: RewrapBatchInp
       });
       return true;
     });
+    // Re-wrapped: the entry under the old wrapping goes at once.
+    deps.tenantKeyCache?.invalidateTenant(row.tenant_id);
     if (stored) result.rewrapped += 1;
     else result.alreadyDone += 1;
     ctx?.heartbeat({ tenantId: row.tenant_id, version: row.version });
   });
   return result;
+}
+
+/** Ids (never key material) of the next page of tenant keys not wrapped by the target version. */
+export async function listStaleTenantKeys(deps: ActivityDeps, input: ListStaleKeysInput): Promise<RewrapCursor[]> {
+  const { rows } = await deps.pool.query<{ tenant_id: string; version: number }>(
+    `SELECT tenant_id, version FROM tenant_keys
+      WHERE kek_version <> $1 AND ($2::text IS NULL OR (tenant_id, version) > ($2::text, $3::int))
+      ORDER BY tenant_id, version LIMIT $4`,
+    [input.targetKekVersion, input.after?.tenantId ?? null, input.after?.version ?? 0, input.limit],
+  );
+  return rows.map((r) => ({ tenantId: r.tenant_id, version: r.version }));
 }

@@ -12,6 +12,7 @@ import { KekDirectory } from '../../activities/kek/directory';
 import { LocalDevKekProvider } from '../../activities/kek/local-dev';
 import type { KekProvider } from '../../activities/kek/provider';
 import { AncClient } from '../../client/sdk';
+import { hsmTaskQueue } from '../../common/hsm';
 import {
   AncIdKey,
   AncStateKey,
@@ -21,6 +22,7 @@ import {
   TenantStateKey,
 } from '../../common/search-attributes';
 import { createLogger } from '../../worker/logger';
+import { splitActivities } from '../../worker/workers';
 import { startSingletons } from '../../worker/singletons';
 import { WORKFLOWS_PATH } from '../../worker/workflows-path';
 import { createTestDatabase, type TestDatabase } from './db';
@@ -79,15 +81,24 @@ export interface Harness {
   taskQueue: string;
   sdk: AncClient;
   /** Starts a worker (the test owns its lifetime). */
+  /**
+   * Starts the process's two workers, as the service does: the main one (workflows and database
+   * activities) and the HSM one (Key Vault-bound activities). `options` go to the main one,
+   * `hsmOptions` to the HSM one. The test owns their lifetime.
+   */
   startWorker(overrides?: {
     activities?: Partial<Activities>;
     options?: Partial<WorkerOptions>;
+    hsmOptions?: Partial<WorkerOptions>;
   }): Promise<RunningWorker>;
   close(): Promise<void>;
 }
 
 export interface RunningWorker {
+  /** The main worker (workflows). */
   worker: Worker;
+  /** The HSM task queue's worker. */
+  hsmWorker: Worker;
   stop(): Promise<void>;
 }
 
@@ -137,19 +148,32 @@ export async function createHarness(opts: {
       healthCheckIntervalMinutes: opts.healthCheckIntervalMinutes,
     }),
     async startWorker(overrides = {}) {
+      const { hsm, main } = splitActivities({ ...createActivities(deps), ...overrides.activities });
       const worker = await Worker.create({
         connection: opts.env.nativeConnection,
         namespace: opts.env.namespace ?? 'default',
         taskQueue,
         workflowsPath: WORKFLOWS_PATH,
-        activities: { ...createActivities(deps), ...overrides.activities },
+        activities: main,
         ...overrides.options,
       });
-      const running = worker.run();
+      const hsmWorker = await Worker.create({
+        connection: opts.env.nativeConnection,
+        namespace: opts.env.namespace ?? 'default',
+        taskQueue: hsmTaskQueue(taskQueue),
+        activities: hsm,
+        ...overrides.hsmOptions,
+      });
+      const stopBoth = () => {
+        for (const w of [worker, hsmWorker]) if (w.getState() === 'RUNNING') w.shutdown();
+      };
+      // When one stops (a test shuts it down to simulate a crash), the other stops too.
+      const running = Promise.all([worker.run().finally(stopBoth), hsmWorker.run().finally(stopBoth)]);
       const handle: RunningWorker = {
         worker,
+        hsmWorker,
         async stop() {
-          if (worker.getState() === 'RUNNING') worker.shutdown();
+          stopBoth();
           await running;
           workers.splice(workers.indexOf(handle), 1);
         },
