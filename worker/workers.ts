@@ -1,4 +1,5 @@
-import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
+import { Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type Activities } from '../activities';
 import type { ActivityDeps } from '../activities/deps';
 import { TenantKeyCache } from '../activities/kek/tenant-key-cache';
