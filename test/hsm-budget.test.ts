@@ -1,11 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AncClient } from '../client/sdk';
+import { ancWorkflowId } from '../common/ids';
 import { wrapWithPublicKey, type KekVersion } from '../activities/kek/provider';
 import { startSingletons } from '../worker/singletons';
 import type { RotationProgress, RotationWorkflowArgs } from '../workflows/rotation-definitions';
@@ -37,6 +39,31 @@ function busiestSecond(times: number[]): number {
     best = Math.max(best, j - i);
   }
   return best;
+}
+
+/** proto3-style JSON of a history (bytes as base64, enums by name), as saved for replay tests. */
+function historyAsJson(history: temporal.api.history.v1.IHistory): string {
+  const message = temporal.api.history.v1.History.fromObject(history);
+  return JSON.stringify(
+    temporal.api.history.v1.History.toObject(message, { longs: String, enums: String, bytes: String }),
+  );
+}
+
+/**
+ * Saves histories of the HSM-queue paths for the replay test: an ANC created, updated, checked on
+ * demand and deleted (credential and checks on the HSM queue, periodic slots), and a rotation that
+ * re-wrapped key by key on the HSM queue.
+ */
+async function recordHistories(sdk: AncClient, env: TestWorkflowEnvironment, rotationId: string): Promise<void> {
+  await sdk.updateAncPassword('burst-0', 'anc-0', 'Burst#Pass-0b', { actor: 'test' });
+  await sdk.runHealthChecks('burst-0', 'anc-0', { actor: 'test' });
+  await sdk.deleteAnc('burst-0', 'anc-0', { actor: 'test' });
+  const anc = env.client.workflow.getHandle(ancWorkflowId('burst-0', 'anc-0'));
+  await anc.result();
+  mkdirSync(`${ROOT}test/histories`, { recursive: true });
+  writeFileSync(`${ROOT}test/histories/anc-hsm-queue.json`, historyAsJson(await anc.fetchHistory()));
+  const rotation = env.client.workflow.getHandle(rotationId);
+  writeFileSync(`${ROOT}test/histories/rotation-hsm-queue.json`, historyAsJson(await rotation.fetchHistory()));
 }
 
 interface WorkerProcess {
@@ -163,6 +190,7 @@ describe('one HSM budget for the whole fleet (dev server, two worker processes, 
     const result = await rotation;
     const elapsed = Date.now() - started;
     const stats = await kv.stats();
+    if (process.env.RECORD_HISTORIES) await recordHistories(sdk, env, `rotation-${taskQueue}`);
     const counts = await Promise.all(workers.splice(0).map((w) => w.stop()));
 
     expect(creates.every((v) => v.state === 'active')).toBe(true);
