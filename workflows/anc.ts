@@ -328,6 +328,8 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
       const woke = await condition(() => finished() || suggested() || view.state !== 'active', healthInterval);
       if (!woke) scheduleHealthCheck();
     } else {
+      // Not active: whatever was planned is void; on reactivation the ANC takes its next slot.
+      planned = undefined;
       await condition(() => finished() || suggested() || view.state === 'active');
     }
     if (finished()) break;
