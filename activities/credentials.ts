@@ -5,6 +5,7 @@ import { zero } from './crypto/tenant-key';
 import { appendAudit } from './db/audit';
 import { inTransaction, type PoolClient } from './db/pool';
 import type { ActivityDeps } from './deps';
+import { operationLog } from './log';
 import { openEnvelope } from './envelope';
 import { obtainTenantKey } from './tenant-keys';
 
@@ -83,7 +84,7 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
   const audit = { actor: input.actor, workflowId: input.workflowId };
 
   try {
-    return await inTransaction(deps.pool, async (client) => {
+    const stored = await inTransaction(deps.pool, async (client) => {
       await lockActiveTenant(client, input.tenantId, input.mode === 'create');
       let nextVersion = 1;
       if (input.mode === 'create') {
@@ -185,6 +186,13 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
       });
       return { credentialVersion: nextVersion, tenantKeyVersion: tenantKey.version, storedAt: now.toISOString() };
     });
+    operationLog(deps).info(input.mode === 'create' ? 'Credential stored' : 'Credential replaced', {
+      tenantId: input.tenantId,
+      ancId: input.ancId,
+      credentialVersion: stored.credentialVersion,
+      tenantKeyVersion: stored.tenantKeyVersion,
+    });
+    return stored;
   } catch (err) {
     // A retry racing with its own earlier attempt: the first one won, report its result.
     if ((err as { code?: string }).code === PG_UNIQUE_VIOLATION) {
@@ -206,7 +214,7 @@ export interface DeleteAncInput {
 
 /** Removes the ANC and everything stored for it at once and for good. Deleting again is a no-op. */
 export async function deleteAncData(deps: ActivityDeps, input: DeleteAncInput): Promise<{ deleted: boolean }> {
-  return inTransaction(deps.pool, async (client) => {
+  const result = await inTransaction(deps.pool, async (client) => {
     const removed = await client.query('DELETE FROM ancs WHERE tenant_id = $1 AND anc_id = $2', [
       input.tenantId,
       input.ancId,
@@ -234,4 +242,10 @@ export async function deleteAncData(deps: ActivityDeps, input: DeleteAncInput): 
     }
     return { deleted };
   });
+  operationLog(deps).info('ANC data deleted', {
+    tenantId: input.tenantId,
+    ancId: input.ancId,
+    deleted: result.deleted,
+  });
+  return result;
 }

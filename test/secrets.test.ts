@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ancWorkflowId } from '../common/ids';
 import { dumpAllTables } from './support/db';
 import { createHarness, startDevServer, type Harness } from './support/harness';
+import { historyAsJson } from './support/history';
 import { ROOT } from './support/stack';
 
 // Every log line the Temporal runtime, the worker and the workflows write in this process.
@@ -29,14 +30,6 @@ export function canaryForms(secret: string): string[] {
     }
   }
   return forms;
-}
-
-/** proto3-style JSON of a history (bytes as base64, enums by name), as saved for replay tests. */
-export function historyAsJson(history: temporal.api.history.v1.IHistory): string {
-  const message = temporal.api.history.v1.History.fromObject(history);
-  return JSON.stringify(
-    temporal.api.history.v1.History.toObject(message, { longs: String, enums: String, bytes: String }),
-  );
 }
 
 function findCanary(haystack: string, forms: string[]): string[] {

@@ -3,7 +3,10 @@ import {
   condition,
   continueAsNew,
   currentUpdateInfo,
+  log,
+  patched,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   uuid4,
@@ -12,6 +15,7 @@ import {
 import type { Activities } from '../activities';
 import { permanentFailure } from '../common/errors';
 import { AncStateKey, HealthStatusKey } from '../common/search-attributes';
+import { ancDetails } from '../common/summaries';
 import type { AncView, HealthCheckResult } from '../common/types';
 import { validateAncId, validateAncSpec, validateEnvelopeShape, validateTenantId } from '../common/validation';
 import {
@@ -72,30 +76,48 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
   let createFailed = false;
   let createAccepted = false;
 
+  // Activity summaries make the event history read as the lifecycle steps in the Web UI. They
+  // are part of the scheduling command, so runs that began without them keep going without them.
+  const summaries = patched('activity-summaries');
+  const step = (summary: string) => (summaries ? { summary } : {});
+  const ids = { tenantId, ancId };
+  // "Current details" in the Web UI: state, credential version, last health check. No secrets.
+  const publish = () => setCurrentDetails(ancDetails(view));
+
   const operationId = () => `${workflowId}/${currentUpdateInfo()?.id ?? uuid4()}`;
   const setState = (state: AncView['state']) => {
     view.state = state;
     upsertSearchAttributes([{ key: AncStateKey, value: state }]);
+    publish();
   };
 
   const runHealthCheck = async (actor: string): Promise<HealthCheckResult> => {
     view.healthCheck = { status: 'running' };
     upsertSearchAttributes([{ key: HealthStatusKey, value: 'running' }]);
+    publish();
     let result: HealthCheckResult;
     try {
-      result = await checkAncHealth({
-        tenantId,
-        ancId,
-        checkId: `${workflowId}/health/${uuid4()}`,
-        nowMs: Date.now(),
-        actor,
-        workflowId,
-      });
+      result = await checkAncHealth.executeWithOptions(
+        step('Health check: DNS and LDAP bind with the stored credential'),
+        [
+          {
+            tenantId,
+            ancId,
+            checkId: `${workflowId}/health/${uuid4()}`,
+            nowMs: Date.now(),
+            actor,
+            workflowId,
+          },
+        ],
+      );
     } catch {
       result = { status: 'failed', errorType: 'Unknown', message: 'the health check could not be run' };
     }
     view.healthCheck = result;
     upsertSearchAttributes([{ key: HealthStatusKey, value: result.status }]);
+    publish();
+    if (result.status === 'failed') log.warn('Health check failed', { ...ids, errorType: result.errorType });
+    else log.info('Health check finished', { ...ids, status: result.status, errorType: result.errorType });
     return result;
   };
   const scheduleHealthCheck = () => {
@@ -109,6 +131,7 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
   };
 
   setHandler(getAncQuery, () => view);
+  publish();
 
   setHandler(
     createAncUpdate,
@@ -125,18 +148,20 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
           adDomainUsername: req.adDomainUsername,
         };
         try {
-          const stored = await provideCredential({
-            mode: 'create',
-            tenantId,
-            ancId,
-            spec,
-            passwordEnvelope: req.passwordEnvelope,
-            receivedAtMs,
-            nowMs: Date.now(),
-            operationId: operation,
-            actor: req.actor,
-            workflowId,
-          });
+          const stored = await provideCredential.executeWithOptions(step('Provide: seal and store the credential'), [
+            {
+              mode: 'create',
+              tenantId,
+              ancId,
+              spec,
+              passwordEnvelope: req.passwordEnvelope,
+              receivedAtMs,
+              nowMs: Date.now(),
+              operationId: operation,
+              actor: req.actor,
+              workflowId,
+            },
+          ]);
           Object.assign(view, spec, {
             credentialVersion: stored.credentialVersion,
             tenantKeyVersion: stored.tenantKeyVersion,
@@ -144,6 +169,7 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
             updatedAt: stored.storedAt,
           });
           setState('active');
+          log.info('ANC created', { ...ids, credentialVersion: stored.credentialVersion });
           if (pendingTenantState) applyTenantState(pendingTenantState);
           scheduleHealthCheck();
           return { ...view };
@@ -171,20 +197,24 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
       const receivedAtMs = Date.now();
       return queue.run(async () => {
         requireActive();
-        const stored = await provideCredential({
-          mode: 'update',
-          tenantId,
-          ancId,
-          passwordEnvelope: req.passwordEnvelope,
-          receivedAtMs,
-          nowMs: Date.now(),
-          operationId: operation,
-          actor: req.actor,
-          workflowId,
-        });
+        const stored = await provideCredential.executeWithOptions(step('Update: seal and store the new credential'), [
+          {
+            mode: 'update',
+            tenantId,
+            ancId,
+            passwordEnvelope: req.passwordEnvelope,
+            receivedAtMs,
+            nowMs: Date.now(),
+            operationId: operation,
+            actor: req.actor,
+            workflowId,
+          },
+        ]);
         view.credentialVersion = stored.credentialVersion;
         view.tenantKeyVersion = stored.tenantKeyVersion;
         view.updatedAt = stored.storedAt;
+        publish();
+        log.info('Credential updated', { ...ids, credentialVersion: stored.credentialVersion });
         scheduleHealthCheck();
         return stored;
       });
@@ -201,15 +231,18 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
     const operation = operationId();
     return queue.run(async () => {
       if (view.state === 'deleted' || view.state === 'creating') return { deleted: false };
-      const result = await deleteAncData({
-        tenantId,
-        ancId,
-        operationId: operation,
-        actor: req.actor,
-        workflowId,
-        nowMs: Date.now(),
-      });
+      const result = await deleteAncData.executeWithOptions(step('Delete: remove the ANC and all its data'), [
+        {
+          tenantId,
+          ancId,
+          operationId: operation,
+          actor: req.actor,
+          workflowId,
+          nowMs: Date.now(),
+        },
+      ]);
       setState('deleted');
+      log.info('ANC deleted', ids);
       return result;
     });
   });
@@ -227,6 +260,7 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
   // A tenant change that arrives while the create is still running is applied once it finishes.
   let pendingTenantState: 'active' | 'deactivated' | 'purged' | undefined;
   const applyTenantState = (state: 'active' | 'deactivated' | 'purged') => {
+    log.info('Tenant state changed', { ...ids, tenantState: state });
     if (state === 'purged') setState('deleted');
     else setState(state);
   };

@@ -9,6 +9,7 @@ import type { ActivityDeps } from '../deps';
 import { unwrapTenantKey } from '../tenant-keys';
 import { resolveDomain } from './dns';
 import { probeDirectory, type LdapProbeSettings, type ProbeFinding } from './ldap';
+import { operationLog } from '../log';
 
 export interface CheckAncHealthInput {
   tenantId: string;
@@ -118,18 +119,15 @@ export async function checkAncHealth(deps: ActivityDeps, input: CheckAncHealthIn
   const startedAt = new Date(input.nowMs);
   const finishedAt = new Date(input.nowMs + durationMs);
 
-  deps.logger.info(
-    {
-      tenantId: input.tenantId,
-      ancId: input.ancId,
-      checkId: input.checkId,
-      status: finding.status,
-      errorType: finding.errorType,
-      credentialVersion: anc.credential_version,
-      durationMs,
-    },
-    'ANC health check finished',
-  );
+  operationLog(deps).info('ANC health check finished', {
+    tenantId: input.tenantId,
+    ancId: input.ancId,
+    checkId: input.checkId,
+    status: finding.status,
+    errorType: finding.errorType,
+    credentialVersion: anc.credential_version,
+    durationMs,
+  });
 
   try {
     return await inTransaction(deps.pool, async (client) => {
