@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ancWorkflowId } from '../common/ids';
 import { dumpAllTables } from './support/db';
 import { createHarness, startDevServer, type Harness } from './support/harness';
+import { canaryForms, findCanary } from './support/canary';
 import { historyAsJson } from './support/history';
 import { ROOT } from './support/stack';
 
@@ -17,24 +18,6 @@ Runtime.install({
     runtimeLog.push(`${entry.level} ${entry.message} ${JSON.stringify(entry.meta ?? {})}`),
   ),
 });
-
-/** The forms a secret could take in a sink: UTF-8, UTF-16LE, hex, and base64/base64url at each alignment. */
-export function canaryForms(secret: string): string[] {
-  const utf8 = Buffer.from(secret, 'utf8');
-  const forms = [secret, Buffer.from(secret, 'utf16le').toString('latin1'), utf8.toString('hex')];
-  for (let shift = 0; shift < 3; shift++) {
-    for (const enc of ['base64', 'base64url'] as const) {
-      const encoded = Buffer.concat([Buffer.alloc(shift), utf8]).toString(enc);
-      // Drop the characters that depend on the unknown neighbouring bytes.
-      forms.push(encoded.slice(Math.ceil((shift * 4) / 3) + 1, -3));
-    }
-  }
-  return forms;
-}
-
-function findCanary(haystack: string, forms: string[]): string[] {
-  return forms.filter((f) => f.length >= 8 && haystack.includes(f));
-}
 
 describe('no plaintext password reaches Temporal history, the database or a log', () => {
   let env: TestWorkflowEnvironment;
