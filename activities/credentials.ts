@@ -1,4 +1,6 @@
+import { ApplicationFailure } from '@temporalio/common';
 import { permanentFailure } from '../common/errors';
+import { addCounter } from '../common/metrics';
 import type { AncSpec, CredentialStored } from '../common/types';
 import { PasswordPolicyError, sealCredential } from './crypto/seal';
 import { zero } from './crypto/tenant-key';
@@ -6,6 +8,7 @@ import { appendAudit } from './db/audit';
 import { inTransaction, type PoolClient } from './db/pool';
 import type { ActivityDeps } from './deps';
 import { operationLog } from './log';
+import { serviceMeter } from './metrics';
 import { openEnvelope } from './envelope';
 import { obtainTenantKey } from './tenant-keys';
 
@@ -65,6 +68,16 @@ async function lockActiveTenant(client: PoolClient, tenantId: string, createIfMi
  * the sealed credential version and the audit records. The password exists in the clear only
  * here. Retrying with the same operation id returns the stored result and writes nothing.
  */
+const ENVELOPE_REJECTIONS = new Set(['InvalidEnvelope', 'EnvelopeExpired', 'EnvelopeReused']);
+
+/** Counts a refused password envelope by its error type (the reason), and returns the error. */
+function countRejection(err: unknown): unknown {
+  if (err instanceof ApplicationFailure && err.type && ENVELOPE_REJECTIONS.has(err.type)) {
+    addCounter(serviceMeter(), 'envelopeRejections', 1, { reason: err.type });
+  }
+  return err;
+}
+
 export async function provideCredential(deps: ActivityDeps, input: ProvideCredentialInput): Promise<CredentialStored> {
   const done = await findStored(deps.pool, input.operationId);
   if (done) return done;
@@ -79,6 +92,8 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
     op: input.mode,
     receivedAtMs: input.receivedAtMs,
     maxAgeSeconds: deps.config.envelopeMaxAgeSeconds,
+  }).catch((err: unknown) => {
+    throw countRejection(err);
   });
   const now = new Date(input.nowMs);
   const audit = { actor: input.actor, workflowId: input.workflowId };
@@ -119,7 +134,9 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
         [opened.envelopeId, input.tenantId, input.ancId, input.operationId],
       );
       if (used.rowCount === 0)
-        throw permanentFailure('EnvelopeReused', 'this password envelope was already used: seal the password again');
+        throw countRejection(
+          permanentFailure('EnvelopeReused', 'this password envelope was already used: seal the password again'),
+        );
 
       const tenantKey = await obtainTenantKey(client, deps.kek, deps.config.auditMacKey, {
         tenantId: input.tenantId,
@@ -186,6 +203,7 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
       });
       return { credentialVersion: nextVersion, tenantKeyVersion: tenantKey.version, storedAt: now.toISOString() };
     });
+    addCounter(serviceMeter(), 'seals', 1, { operation: input.mode });
     operationLog(deps).info(input.mode === 'create' ? 'Credential stored' : 'Credential replaced', {
       tenantId: input.tenantId,
       ancId: input.ancId,

@@ -4,7 +4,9 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ancWorkflowId, tenantWorkflowId } from '../common/ids';
-import { freePort, launchChromium } from './support/browser';
+import { launchChromium } from './support/browser';
+import { DIRECTORY_PASSWORD } from './support/fixtures';
+import { freePort } from './support/ports';
 import { canaryForms, findCanary } from './support/canary';
 import { ALL_SEARCH_ATTRIBUTES, createHarness, type Harness } from './support/harness';
 import { ROOT } from './support/stack';
@@ -13,8 +15,6 @@ import { stackEnv } from './support/stack';
 // Screenshots and page dumps of every step, kept as test artifacts (git-ignored). With
 // UPDATE_DOCS_SCREENSHOT=1 the filtered list also replaces the one the README shows.
 const ARTIFACTS = `${ROOT}test-artifacts/web-ui`;
-/** The test directory's healthy account password (a fixture from stack/ldap/up.sh). */
-const DIRECTORY_PASSWORD = 'Join-Test-Only-1!';
 const DOCS_SCREENSHOT = `${ROOT}docs/web-ui-tenant-workflows.png`;
 
 async function eventually<T>(read: () => Promise<T>, ok: (v: T) => boolean, what: string, ms = 30_000): Promise<T> {

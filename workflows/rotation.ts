@@ -4,6 +4,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  metricMeter,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -12,6 +13,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { KEYRING_WORKFLOW_ID } from '../common/ids';
+import { addCounter, setGauge } from '../common/metrics';
 import { refreshKekSignal } from './definitions';
 import {
   rotationProgressQuery,
@@ -163,6 +165,11 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
         p.counts.tenantKeyVersionsDeleted += r.deleted;
         p.counts.replaceFailed += r.failed.length;
         recordFailures(r.failed);
+        // Metrics from workflow code are not emitted again when the history is replayed.
+        addCounter(metricMeter, 'rotationReplaced', r.replaced);
+        addCounter(metricMeter, 'opens', r.resealed, { purpose: 'reseal' });
+        addCounter(metricMeter, 'seals', r.resealed, { operation: 'reseal' });
+        addCounter(metricMeter, 'rotationFailures', r.failed.length, { phase: 'replace' });
         p.cursor = r.next ? { tenantId: r.next } : null;
         if (r.done) {
           p.phase = 'rewrapping';
@@ -192,6 +199,8 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
         p.counts.rewrapFailed += r.failed.length;
         p.rewrapPassFailed += r.failed.length;
         recordFailures(r.failed);
+        addCounter(metricMeter, 'rotationRewrapped', r.rewrapped);
+        addCounter(metricMeter, 'rotationFailures', r.failed.length, { phase: 'rewrap' });
         p.cursor = r.next;
         if (r.done) {
           p.cursor = null;
@@ -221,6 +230,7 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
         p.kek.disabledVersions = [...new Set([...p.kek.disabledVersions, ...r.disabled])];
         p.kek.stillReferenced = r.stillReferenced;
         const stale = r.stillReferenced.reduce((n, s) => n + s.tenantKeys, 0);
+        setGauge(metricMeter, 'rotationRemaining', stale);
         if (stale > p.rewrapPassFailed && p.rewrapPass < MAX_REWRAP_PASSES) {
           // Keys wrapped with an old version after the pass went by them: another pass.
           p.rewrapPass += 1;
@@ -231,6 +241,7 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
         }
         p.phase = 'done';
         p.finishedAt = new Date(Date.now()).toISOString();
+        addCounter(metricMeter, 'rotationRuns', 1, { outcome: 'completed' });
         touch();
         return p;
       }

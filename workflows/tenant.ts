@@ -7,6 +7,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  metricMeter,
   patched,
   proxyActivities,
   setCurrentDetails,
@@ -18,6 +19,7 @@ import type { Activities } from '../activities';
 import type { PurgeCounts } from '../activities/tenant';
 import { permanentFailure } from '../common/errors';
 import { ancWorkflowId } from '../common/ids';
+import { addCounter } from '../common/metrics';
 import { PurgeAtKey, TenantIdKey, TenantStateKey } from '../common/search-attributes';
 import { tenantDetails } from '../common/summaries';
 import { validateTenantId } from '../common/validation';
@@ -336,6 +338,7 @@ export async function tenantWorkflow(args: TenantWorkflowArgs): Promise<{ finalS
     }
     await notifyAncs('purged', ancIds);
     log.info('Tenant purged', { tenantId, ancs: ancIds.length });
+    addCounter(metricMeter, 'purges', 1);
     adopt({ state: 'purged', deactivatedAt: iso(deactivatedAtMs), purgeAt: iso(purgeAtMs), purgedAt: done.purgedAt });
   };
 

@@ -9,7 +9,9 @@ import type { ActivityDeps } from '../deps';
 import { unwrapTenantKey } from '../tenant-keys';
 import { resolveDomain } from './dns';
 import { probeDirectory, type LdapProbeSettings, type ProbeFinding } from './ldap';
+import { addCounter } from '../../common/metrics';
 import { operationLog } from '../log';
+import { serviceMeter } from '../metrics';
 
 export interface CheckAncHealthInput {
   tenantId: string;
@@ -172,6 +174,10 @@ export async function checkAncHealth(deps: ActivityDeps, input: CheckAncHealthIn
           credentialVersion: anc.credential_version,
         },
       });
+      addCounter(serviceMeter(), 'healthChecks', 1, {
+        status: finding.status,
+        error_type: finding.errorType ?? 'none',
+      });
       return toResult(row);
     });
   } catch (err) {
@@ -207,6 +213,7 @@ async function runChecks(deps: ActivityDeps, input: CheckAncHealthInput, anc: An
       ancId: input.ancId,
       sealed: anc.sealed,
     });
+    addCounter(serviceMeter(), 'opens', 1, { purpose: 'health_check' });
   } catch (err) {
     if (
       err instanceof CredentialOpenError ||
