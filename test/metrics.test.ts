@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,10 +11,12 @@ import type { RotationProgress } from '../workflows/rotation-definitions';
 import { prometheusMetricsOptions } from '../worker/metrics';
 import { canaryForms, findCanary } from './support/canary';
 import { startEmulatorProcess, azureEmulatorKek, type EmulatorProcess } from './support/emulator-process';
+import { SDK_METRICS_USED } from './support/deploy';
 import { DIRECTORY_PASSWORD, DIRECTORY_USER } from './support/fixtures';
 import { createHarness, startDevServer, type Harness } from './support/harness';
 import { freePort } from './support/ports';
 import { parsePrometheus, scrape, total, type Sample } from './support/prometheus';
+import { ROOT } from './support/stack';
 
 // This file runs in its own process (vitest forks): the Runtime here is this process's, with the
 // SDK's Prometheus exporter on a free port, as the worker installs it on METRICS_PORT.
@@ -165,12 +168,17 @@ describe('Prometheus metrics: the SDK runtime and the service on one endpoint', 
 
   it('exports every metric the service defines, with no id or secret in a label', async () => {
     const text = await scrape(metricsPort);
+    mkdirSync(`${ROOT}test-artifacts`, { recursive: true });
+    writeFileSync(`${ROOT}test-artifacts/metrics.txt`, text); // what an operator's Prometheus scrapes
     const samples = parsePrometheus(text);
     const names = new Set(samples.map((s: Sample) => s.name));
     // Everything the first test exercised; failures and replacements have not happened (zero is
     // not exported for a counter nobody added to).
     const notYet = new Set(['anc_rotation_tenant_keys_replaced_total', 'anc_rotation_failures_total']);
     for (const name of exportedMetricNames().filter((n) => !notYet.has(n))) expect(names, name).toContain(name);
+
+    // The SDK metrics the dashboard uses are on the live endpoint too.
+    for (const name of SDK_METRICS_USED) expect(names, name).toContain(name);
 
     const serviceSamples = samples.filter((s) => s.name.startsWith('anc_'));
     const labelNames = new Set(serviceSamples.flatMap((s) => Object.keys(s.labels)));

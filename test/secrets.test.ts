@@ -5,21 +5,27 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ancWorkflowId } from '../common/ids';
+import { prometheusMetricsOptions } from '../worker/metrics';
 import { dumpAllTables } from './support/db';
 import { createHarness, startDevServer, type Harness } from './support/harness';
 import { canaryForms, findCanary } from './support/canary';
 import { historyAsJson } from './support/history';
+import { freePort } from './support/ports';
+import { scrape } from './support/prometheus';
 import { ROOT } from './support/stack';
 
 // Every log line the Temporal runtime, the worker and the workflows write in this process.
+// And every metric it exports, from its Prometheus endpoint.
 const runtimeLog: string[] = [];
+const metricsPort = await freePort();
 Runtime.install({
   logger: new DefaultLogger('TRACE', (entry) =>
     runtimeLog.push(`${entry.level} ${entry.message} ${JSON.stringify(entry.meta ?? {})}`),
   ),
+  telemetryOptions: { metrics: prometheusMetricsOptions(`127.0.0.1:${metricsPort}`) },
 });
 
-describe('no plaintext password reaches Temporal history, the database or a log', () => {
+describe('no plaintext password reaches Temporal history, the database, a log or a metric', () => {
   let env: TestWorkflowEnvironment;
   let h: Harness;
 
@@ -72,6 +78,9 @@ describe('no plaintext password reaches Temporal history, the database or a log'
     // Sink 3: every log line written by the activities and the Temporal runtime.
     const logs = h.logs.text() + runtimeLog.join('\n');
     expect(runtimeLog.length).toBeGreaterThan(0);
+    // Sink 4: the metrics endpoint.
+    const metrics = await scrape(metricsPort);
+    expect(metrics).toContain('anc_credential_seals_total');
 
     for (const canary of canaries) {
       const forms = canaryForms(canary);
@@ -80,6 +89,7 @@ describe('no plaintext password reaches Temporal history, the database or a log'
       expect(findCanary(histories, forms), 'history').toEqual([]);
       expect(findCanary(tables, forms), 'database').toEqual([]);
       expect(findCanary(logs, forms), 'logs').toEqual([]);
+      expect(findCanary(metrics, forms), 'metrics').toEqual([]);
     }
 
     // The history does carry the sealed envelope (the check above is not vacuous).
