@@ -14,7 +14,7 @@ import { startEmulatorProcess, azureEmulatorKek, type EmulatorProcess } from './
 import { SDK_METRICS_USED } from './support/deploy';
 import { DIRECTORY_PASSWORD, DIRECTORY_USER } from './support/fixtures';
 import { createHarness, startDevServer, type Harness } from './support/harness';
-import { freePort } from './support/ports';
+import { freePort } from './support/worker-process';
 import { parsePrometheus, scrape, total, type Sample } from './support/prometheus';
 import { ROOT } from './support/stack';
 
@@ -22,7 +22,7 @@ import { ROOT } from './support/stack';
 // SDK's Prometheus exporter on a free port, as the worker installs it on METRICS_PORT.
 const metricsPort = await freePort();
 Runtime.install({
-  logger: new DefaultLogger('WARN'),
+  logger: new DefaultLogger('ERROR'),
   telemetryOptions: { metrics: prometheusMetricsOptions(`127.0.0.1:${metricsPort}`) },
 });
 

@@ -10,7 +10,7 @@ import { dumpAllTables } from './support/db';
 import { createHarness, startDevServer, type Harness } from './support/harness';
 import { canaryForms, findCanary } from './support/canary';
 import { historyAsJson } from './support/history';
-import { freePort } from './support/ports';
+import { freePort } from './support/worker-process';
 import { scrape } from './support/prometheus';
 import { ROOT } from './support/stack';
 

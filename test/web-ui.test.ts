@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ancWorkflowId, tenantWorkflowId } from '../common/ids';
 import { launchChromium } from './support/browser';
 import { DIRECTORY_PASSWORD } from './support/fixtures';
-import { freePort } from './support/ports';
+import { freePort } from './support/worker-process';
 import { canaryForms, findCanary } from './support/canary';
 import { ALL_SEARCH_ATTRIBUTES, createHarness, type Harness } from './support/harness';
 import { ROOT } from './support/stack';
