@@ -249,5 +249,5 @@ describe('the Temporal Web UI in headless Chromium: what an operator sees', () =
     expect(signals.map((e) => e.workflowExecutionSignaledEventAttributes?.signalName)).toContain('reactivateTenant');
     expect(findCanary(seen.join('\n'), canaryForms(canary))).toEqual([]);
     await page.close();
-  });
+  }, 300_000); // a browser session through eleven pages: minutes on a loaded machine
 });
