@@ -1,10 +1,14 @@
+import { ApplicationFailure } from '@temporalio/common';
 import { permanentFailure } from '../common/errors';
+import { addCounter } from '../common/metrics';
 import type { AncSpec, CredentialStored } from '../common/types';
 import { PasswordPolicyError, sealCredential } from './crypto/seal';
 import { zero } from './crypto/tenant-key';
 import { appendAudit } from './db/audit';
 import { inTransaction, type PoolClient } from './db/pool';
 import type { ActivityDeps } from './deps';
+import { operationLog } from './log';
+import { serviceMeter } from './metrics';
 import { openEnvelope } from './envelope';
 import { obtainTenantKey } from './tenant-keys';
 
@@ -64,6 +68,16 @@ async function lockActiveTenant(client: PoolClient, tenantId: string, createIfMi
  * the sealed credential version and the audit records. The password exists in the clear only
  * here. Retrying with the same operation id returns the stored result and writes nothing.
  */
+const ENVELOPE_REJECTIONS = new Set(['InvalidEnvelope', 'EnvelopeExpired', 'EnvelopeReused']);
+
+/** Counts a refused password envelope by its error type (the reason), and returns the error. */
+function countRejection(err: unknown): unknown {
+  if (err instanceof ApplicationFailure && err.type && ENVELOPE_REJECTIONS.has(err.type)) {
+    addCounter(serviceMeter(), 'envelopeRejections', 1, { reason: err.type });
+  }
+  return err;
+}
+
 export async function provideCredential(deps: ActivityDeps, input: ProvideCredentialInput): Promise<CredentialStored> {
   const done = await findStored(deps.pool, input.operationId);
   if (done) return done;
@@ -78,6 +92,8 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
     op: input.mode,
     receivedAtMs: input.receivedAtMs,
     maxAgeSeconds: deps.config.envelopeMaxAgeSeconds,
+  }).catch((err: unknown) => {
+    throw countRejection(err);
   });
   const now = new Date(input.nowMs);
   const audit = { actor: input.actor, workflowId: input.workflowId };
@@ -119,7 +135,9 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
         [opened.envelopeId, input.tenantId, input.ancId, input.operationId],
       );
       if (used.rowCount === 0)
-        throw permanentFailure('EnvelopeReused', 'this password envelope was already used: seal the password again');
+        throw countRejection(
+          permanentFailure('EnvelopeReused', 'this password envelope was already used: seal the password again'),
+        );
 
       const tenantKey = await obtainTenantKey(
         client,
@@ -195,6 +213,13 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
     });
     // The new key version is committed: drop anything cached for the tenant's earlier versions.
     if (generatedKey) deps.tenantKeyCache?.invalidateTenant(input.tenantId);
+    addCounter(serviceMeter(), 'seals', 1, { operation: input.mode });
+    operationLog(deps).info(input.mode === 'create' ? 'Credential stored' : 'Credential replaced', {
+      tenantId: input.tenantId,
+      ancId: input.ancId,
+      credentialVersion: stored.credentialVersion,
+      tenantKeyVersion: stored.tenantKeyVersion,
+    });
     return stored;
   } catch (err) {
     // A retry racing with its own earlier attempt: the first one won, report its result.
@@ -217,7 +242,7 @@ export interface DeleteAncInput {
 
 /** Removes the ANC and everything stored for it at once and for good. Deleting again is a no-op. */
 export async function deleteAncData(deps: ActivityDeps, input: DeleteAncInput): Promise<{ deleted: boolean }> {
-  return inTransaction(deps.pool, async (client) => {
+  const result = await inTransaction(deps.pool, async (client) => {
     const removed = await client.query('DELETE FROM ancs WHERE tenant_id = $1 AND anc_id = $2', [
       input.tenantId,
       input.ancId,
@@ -245,4 +270,10 @@ export async function deleteAncData(deps: ActivityDeps, input: DeleteAncInput): 
     }
     return { deleted };
   });
+  operationLog(deps).info('ANC data deleted', {
+    tenantId: input.tenantId,
+    ancId: input.ancId,
+    deleted: result.deleted,
+  });
+  return result;
 }

@@ -1,5 +1,7 @@
 import type { PublicKek } from '../common/types';
+import { setGauge } from '../common/metrics';
 import type { ActivityDeps } from './deps';
+import { processMeter } from './metrics';
 
 /** The KEK version clients seal passwords for. Public material only. */
 export async function describeCurrentKek(deps: ActivityDeps): Promise<PublicKek> {
@@ -7,6 +9,8 @@ export async function describeCurrentKek(deps: ActivityDeps): Promise<PublicKek>
   const current = await deps.kek.current();
   const { n, e } = current.publicJwk;
   if (typeof n !== 'string' || typeof e !== 'string') throw new Error('KEK public key is not an RSA key');
+  // Refreshed hourly by the keyring workflow and right after a rotation renews the KEK.
+  setGauge(processMeter(), 'kekDaysToExpiry', (current.expiresAt.getTime() - Date.now()) / 86_400_000);
   return {
     kekId: current.kekId,
     version: current.version,

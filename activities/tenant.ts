@@ -1,8 +1,10 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { permanentFailure } from '../common/errors';
+import { setGauge } from '../common/metrics';
 import { appendAudit } from './db/audit';
 import { inTransaction, type PoolClient } from './db/pool';
 import type { ActivityDeps } from './deps';
+import { processMeter } from './metrics';
 
 /**
  * Tenant deactivation, reactivation and purge. Every activity takes the workflow's time (`nowMs`)
@@ -358,17 +360,32 @@ export async function finishTenantPurge(
   return result;
 }
 
+/**
+ * Publishes how many tenants are in their retention window (deactivated, not yet purged). Read
+ * from the database after each change, so every worker reports the same number.
+ */
+async function refreshRetentionGauge<T>(deps: ActivityDeps, result: T): Promise<T> {
+  const { rows } = await deps.pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM tenants WHERE state = 'deactivated'`,
+  );
+  setGauge(processMeter(), 'tenantsInRetention', rows[0]?.n ?? 0);
+  return result;
+}
+
 /** The tenant lifecycle activities, bound to their dependencies (spread into createActivities). */
 export function createTenantActivities(deps: ActivityDeps) {
   return {
     loadTenant: (input: { tenantId: string }) => loadTenant(deps, input),
     listTenantAncIds: (input: { tenantId: string; afterAncId?: string; limit: number }) =>
       listTenantAncIds(deps, input),
-    deactivateTenantData: (input: DeactivateTenantInput) => deactivateTenantData(deps, input),
-    reactivateTenantData: (input: ReactivateTenantInput) => reactivateTenantData(deps, input),
+    deactivateTenantData: async (input: DeactivateTenantInput) =>
+      refreshRetentionGauge(deps, await deactivateTenantData(deps, input)),
+    reactivateTenantData: async (input: ReactivateTenantInput) =>
+      refreshRetentionGauge(deps, await reactivateTenantData(deps, input)),
     planTenantPurge: (input: { tenantId: string; nowMs: number }) => planTenantPurge(deps, input),
     purgeTenantAncs: (input: PurgeBatchInput) => purgeTenantAncs(deps, input),
     purgeTenantEnvelopes: (input: PurgeBatchInput) => purgeTenantEnvelopes(deps, input),
-    finishTenantPurge: (input: FinishPurgeInput) => finishTenantPurge(deps, input),
+    finishTenantPurge: async (input: FinishPurgeInput) =>
+      refreshRetentionGauge(deps, await finishTenantPurge(deps, input)),
   };
 }

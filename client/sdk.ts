@@ -10,6 +10,7 @@ import {
 import { loadTemporalSettings } from '../common/temporal-config';
 import { ancWorkflowId, DEFAULT_TASK_QUEUE, KEYRING_WORKFLOW_ID } from '../common/ids';
 import { AncIdKey, AncStateKey, HealthStatusKey, TenantIdKey } from '../common/search-attributes';
+import { ancSummary } from '../common/summaries';
 import type { AncSpec, AncView, CredentialStored, HealthCheckResult, HealthStatus, PublicKek } from '../common/types';
 import { validateAncId, validateAncSpec, validateTenantId } from '../common/validation';
 import type { ancWorkflow } from '../workflows/anc';
@@ -164,6 +165,7 @@ export class AncClient {
           { tenantId: input.tenantId, ancId: input.ancId, healthCheckIntervalMinutes: this.healthCheckIntervalMinutes },
         ],
         workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+        staticSummary: ancSummary(input.ancId, spec),
         typedSearchAttributes: [
           { key: TenantIdKey, value: input.tenantId },
           { key: AncIdKey, value: input.ancId },

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { WithStartWorkflowOperation, WorkflowIdConflictPolicy, type Client } from '@temporalio/client';
 import { tenantWorkflowId } from '../common/ids';
 import { PurgeAtKey, TenantIdKey, TenantStateKey } from '../common/search-attributes';
+import { tenantSummary } from '../common/summaries';
 import { validateTenantId } from '../common/validation';
 import type { tenantWorkflow } from '../workflows/tenant';
 import {
@@ -59,6 +60,7 @@ export async function changeTenantState(
     taskQueue,
     args: [{ tenantId }],
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+    staticSummary: tenantSummary(tenantId),
     typedSearchAttributes: [{ key: TenantIdKey, value: tenantId }],
   });
   return client.workflow.executeUpdateWithStart(

@@ -3,7 +3,7 @@
 # Idempotent: a service that already answers is left alone. Writes .stack/env for the worker,
 # the CLI and the tests.
 #
-#   bash stack/up.sh               PostgreSQL, Key Vault emulator, OpenLDAP, Temporal binaries
+#   bash stack/up.sh               PostgreSQL, Key Vault emulator, OpenLDAP, Temporal binaries, Chromium
 #   bash stack/up.sh --temporal    ... and the Temporal dev server with its Web UI
 #
 # Ports (override through the environment): PG_PORT 55432, KV_PORT 8443, LDAP_PORT 3389,
@@ -160,6 +160,12 @@ start_ldap() {
   fi
 }
 
+# ---------------------------------------------------------------- Chromium (the Web UI browser test)
+ensure_chromium() {
+  if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then return; fi
+  apt_install chromium
+}
+
 # ---------------------------------------------------------------- Temporal dev server + Web UI
 start_temporal_dev() {
   local log="$STACK/log/temporal.log"
@@ -183,6 +189,7 @@ install_hadolint
 start_postgres
 start_keyvault_emulator
 start_ldap
+ensure_chromium
 [ "$WITH_TEMPORAL" = 1 ] && start_temporal_dev
 
 {

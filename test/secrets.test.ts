@@ -2,44 +2,30 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ancWorkflowId } from '../common/ids';
+import { prometheusMetricsOptions } from '../worker/metrics';
 import { dumpAllTables } from './support/db';
 import { createHarness, startDevServer, type Harness } from './support/harness';
-import { captureRuntimeLogs } from './support/quiet-runtime';
+import { canaryForms, findCanary } from './support/canary';
+import { historyAsJson } from './support/history';
+import { freePort } from './support/worker-process';
+import { scrape } from './support/prometheus';
 import { ROOT } from './support/stack';
 
 // Every log line the Temporal runtime, the worker and the workflows write in this process.
+// And every metric it exports, from its Prometheus endpoint.
 const runtimeLog: string[] = [];
-captureRuntimeLogs((entry) => runtimeLog.push(`${entry.level} ${entry.message} ${JSON.stringify(entry.meta ?? {})}`));
+const metricsPort = await freePort();
+Runtime.install({
+  logger: new DefaultLogger('TRACE', (entry) =>
+    runtimeLog.push(`${entry.level} ${entry.message} ${JSON.stringify(entry.meta ?? {})}`),
+  ),
+  telemetryOptions: { metrics: prometheusMetricsOptions(`127.0.0.1:${metricsPort}`) },
+});
 
-/** The forms a secret could take in a sink: UTF-8, UTF-16LE, hex, and base64/base64url at each alignment. */
-export function canaryForms(secret: string): string[] {
-  const utf8 = Buffer.from(secret, 'utf8');
-  const forms = [secret, Buffer.from(secret, 'utf16le').toString('latin1'), utf8.toString('hex')];
-  for (let shift = 0; shift < 3; shift++) {
-    for (const enc of ['base64', 'base64url'] as const) {
-      const encoded = Buffer.concat([Buffer.alloc(shift), utf8]).toString(enc);
-      // Drop the characters that depend on the unknown neighbouring bytes.
-      forms.push(encoded.slice(Math.ceil((shift * 4) / 3) + 1, -3));
-    }
-  }
-  return forms;
-}
-
-/** proto3-style JSON of a history (bytes as base64, enums by name), as saved for replay tests. */
-export function historyAsJson(history: temporal.api.history.v1.IHistory): string {
-  const message = temporal.api.history.v1.History.fromObject(history);
-  return JSON.stringify(
-    temporal.api.history.v1.History.toObject(message, { longs: String, enums: String, bytes: String }),
-  );
-}
-
-function findCanary(haystack: string, forms: string[]): string[] {
-  return forms.filter((f) => f.length >= 8 && haystack.includes(f));
-}
-
-describe('no plaintext password reaches Temporal history, the database or a log', () => {
+describe('no plaintext password reaches Temporal history, the database, a log or a metric', () => {
   let env: TestWorkflowEnvironment;
   let h: Harness;
 
@@ -92,6 +78,9 @@ describe('no plaintext password reaches Temporal history, the database or a log'
     // Sink 3: every log line written by the activities and the Temporal runtime.
     const logs = h.logs.text() + runtimeLog.join('\n');
     expect(runtimeLog.length).toBeGreaterThan(0);
+    // Sink 4: the metrics endpoint.
+    const metrics = await scrape(metricsPort);
+    expect(metrics).toContain('anc_credential_seals_total');
 
     for (const canary of canaries) {
       const forms = canaryForms(canary);
@@ -100,6 +89,7 @@ describe('no plaintext password reaches Temporal history, the database or a log'
       expect(findCanary(histories, forms), 'history').toEqual([]);
       expect(findCanary(tables, forms), 'database').toEqual([]);
       expect(findCanary(logs, forms), 'logs').toEqual([]);
+      expect(findCanary(metrics, forms), 'metrics').toEqual([]);
     }
 
     // The history does carry the sealed envelope (the check above is not vacuous).

@@ -73,6 +73,8 @@ describe('the worker process (dist/worker/main.js)', () => {
     expect(text).toMatch(/^temporal_workflow_task_execution_latency\S* /m);
     expect(text).toMatch(/^temporal_activity_execution_latency\S* /m);
     expect(text).toContain(`task_queue="${taskQueue}"`);
+    // The service's own metrics share the endpoint.
+    expect(text).toMatch(/^anc_credential_seals_total\{[^}]*operation="create"[^}]*\} 1$/m);
   });
 
   it('stops on SIGTERM within the grace time, and every stdout line is one JSON object', async () => {

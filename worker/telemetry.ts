@@ -1,6 +1,7 @@
 import type { LogLevel, LogMetadata, Logger as SdkLogger } from '@temporalio/common';
 import { Runtime } from '@temporalio/worker';
 import type { Logger } from 'pino';
+import { prometheusMetricsOptions } from './metrics';
 
 const LEVELS: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
   TRACE: 'trace',
@@ -51,7 +52,7 @@ export function installRuntime(settings: TelemetrySettings): Runtime {
       metrics:
         settings.metricsPort === undefined
           ? undefined
-          : { prometheus: { bindAddress: `${settings.metricsHost ?? '0.0.0.0'}:${settings.metricsPort}` } },
+          : prometheusMetricsOptions(`${settings.metricsHost ?? '0.0.0.0'}:${settings.metricsPort}`),
     },
   });
 }

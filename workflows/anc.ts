@@ -3,8 +3,10 @@ import {
   condition,
   continueAsNew,
   currentUpdateInfo,
+  log,
   patched,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   uuid4,
@@ -14,6 +16,7 @@ import type { Activities } from '../activities';
 import { permanentFailure } from '../common/errors';
 import { HSM_PRIORITY, hsmTaskQueue } from '../common/hsm';
 import { AncStateKey, HealthStatusKey } from '../common/search-attributes';
+import { ancDetails } from '../common/summaries';
 import type { AncView, HealthCheckResult } from '../common/types';
 import { validateAncId, validateAncSpec, validateEnvelopeShape, validateTenantId } from '../common/validation';
 import {
@@ -115,22 +118,32 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
    * Stores a credential. On the HSM queue it first takes a second dispatch slot: opening the envelope
    * and unwrapping an existing tenant key are two HSM calls, and each dispatch pays for one.
    */
-  const storeCredential = async (input: Parameters<typeof provideCredential>[0]) => {
-    if (!patched(HSM_QUEUE_PATCH)) return provideCredential(input);
-    await hsm.user.reserveHsmCall();
-    return hsm.user.provideCredential(input);
+  const storeCredential = async (input: Parameters<typeof provideCredential>[0], summary: string) => {
+    if (!patched(HSM_QUEUE_PATCH)) return provideCredential.executeWithOptions(step(summary), [input]);
+    await hsm.user.reserveHsmCall.executeWithOptions(step('Reserve a second HSM call for the envelope'), []);
+    return hsm.user.provideCredential.executeWithOptions(step(summary), [input]);
   };
+
+  // Activity summaries make the event history read as the lifecycle steps in the Web UI. They
+  // are part of the scheduling command, so runs that began without them keep going without them.
+  const summaries = patched('activity-summaries');
+  const step = (summary: string) => (summaries ? { summary } : {});
+  const ids = { tenantId, ancId };
+  // "Current details" in the Web UI: state, credential version, last health check. No secrets.
+  const publish = () => setCurrentDetails(ancDetails(view));
 
   const operationId = () => `${workflowId}/${currentUpdateInfo()?.id ?? uuid4()}`;
   const setState = (state: AncView['state']) => {
     view.state = state;
     upsertSearchAttributes([{ key: AncStateKey, value: state }]);
+    publish();
   };
 
   const runHealthCheck = async (actor: string, kind: HealthKind = 'user'): Promise<HealthCheckResult> => {
     view.healthCheck = { status: 'running' };
     upsertSearchAttributes([{ key: HealthStatusKey, value: 'running' }]);
     lastCheckMs = Date.now();
+    publish();
     let result: HealthCheckResult;
     try {
       const input = {
@@ -142,12 +155,17 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
         workflowId,
       };
       const check = kind === 'rotation' || !patched(HSM_QUEUE_PATCH) ? checkAncHealth : hsm[kind].health;
-      result = await check(input);
+      result = await check.executeWithOptions(step('Health check: DNS and LDAP bind with the stored credential'), [
+        input,
+      ]);
     } catch {
       result = { status: 'failed', errorType: 'Unknown', message: 'the health check could not be run' };
     }
     view.healthCheck = result;
     upsertSearchAttributes([{ key: HealthStatusKey, value: result.status }]);
+    publish();
+    if (result.status === 'failed') log.warn('Health check failed', { ...ids, errorType: result.errorType });
+    else log.info('Health check finished', { ...ids, status: result.status, errorType: result.errorType });
     return result;
   };
   const scheduleHealthCheck = (kind: 'afterChange' | 'periodic' = 'afterChange') => {
@@ -164,6 +182,7 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
   };
 
   setHandler(getAncQuery, () => view);
+  publish();
 
   setHandler(
     createAncUpdate,
@@ -180,18 +199,21 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
           adDomainUsername: req.adDomainUsername,
         };
         try {
-          const stored = await storeCredential({
-            mode: 'create',
-            tenantId,
-            ancId,
-            spec,
-            passwordEnvelope: req.passwordEnvelope,
-            receivedAtMs,
-            nowMs: Date.now(),
-            operationId: operation,
-            actor: req.actor,
-            workflowId,
-          });
+          const stored = await storeCredential(
+            {
+              mode: 'create',
+              tenantId,
+              ancId,
+              spec,
+              passwordEnvelope: req.passwordEnvelope,
+              receivedAtMs,
+              nowMs: Date.now(),
+              operationId: operation,
+              actor: req.actor,
+              workflowId,
+            },
+            'Provide: seal and store the credential',
+          );
           Object.assign(view, spec, {
             credentialVersion: stored.credentialVersion,
             tenantKeyVersion: stored.tenantKeyVersion,
@@ -199,6 +221,7 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
             updatedAt: stored.storedAt,
           });
           setState('active');
+          log.info('ANC created', { ...ids, credentialVersion: stored.credentialVersion });
           if (pendingTenantState) applyTenantState(pendingTenantState);
           scheduleHealthCheck();
           return { ...view };
@@ -226,20 +249,25 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
       const receivedAtMs = Date.now();
       return queue.run(async () => {
         requireActive();
-        const stored = await storeCredential({
-          mode: 'update',
-          tenantId,
-          ancId,
-          passwordEnvelope: req.passwordEnvelope,
-          receivedAtMs,
-          nowMs: Date.now(),
-          operationId: operation,
-          actor: req.actor,
-          workflowId,
-        });
+        const stored = await storeCredential(
+          {
+            mode: 'update',
+            tenantId,
+            ancId,
+            passwordEnvelope: req.passwordEnvelope,
+            receivedAtMs,
+            nowMs: Date.now(),
+            operationId: operation,
+            actor: req.actor,
+            workflowId,
+          },
+          'Update: seal and store the new credential',
+        );
         view.credentialVersion = stored.credentialVersion;
         view.tenantKeyVersion = stored.tenantKeyVersion;
         view.updatedAt = stored.storedAt;
+        publish();
+        log.info('Credential updated', { ...ids, credentialVersion: stored.credentialVersion });
         scheduleHealthCheck();
         return stored;
       });
@@ -256,15 +284,18 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
     const operation = operationId();
     return queue.run(async () => {
       if (view.state === 'deleted' || view.state === 'creating') return { deleted: false };
-      const result = await deleteAncData({
-        tenantId,
-        ancId,
-        operationId: operation,
-        actor: req.actor,
-        workflowId,
-        nowMs: Date.now(),
-      });
+      const result = await deleteAncData.executeWithOptions(step('Delete: remove the ANC and all its data'), [
+        {
+          tenantId,
+          ancId,
+          operationId: operation,
+          actor: req.actor,
+          workflowId,
+          nowMs: Date.now(),
+        },
+      ]);
       setState('deleted');
+      log.info('ANC deleted', ids);
       return result;
     });
   });
@@ -282,6 +313,7 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
   // A tenant change that arrives while the create is still running is applied once it finishes.
   let pendingTenantState: 'active' | 'deactivated' | 'purged' | undefined;
   const applyTenantState = (state: 'active' | 'deactivated' | 'purged') => {
+    log.info('Tenant state changed', { ...ids, tenantState: state });
     if (state === 'purged') setState('deleted');
     else setState(state);
   };

@@ -5,6 +5,7 @@ import {
   getExternalWorkflowHandle,
   log,
   patched,
+  metricMeter,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -15,6 +16,7 @@ import type { Activities } from '../activities';
 import { HSM_PRIORITY, hsmTaskQueue } from '../common/hsm';
 import { KEYRING_WORKFLOW_ID } from '../common/ids';
 import type { ReplaceBatchResult, RewrapBatchResult } from '../common/rotation';
+import { addCounter, setGauge } from '../common/metrics';
 import { refreshKekSignal } from './definitions';
 import {
   rotationProgressQuery,
@@ -226,6 +228,11 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
         p.counts.tenantKeyVersionsDeleted += r.deleted;
         p.counts.replaceFailed += r.failed.length;
         recordFailures(r.failed);
+        // Metrics from workflow code are not emitted again when the history is replayed.
+        addCounter(metricMeter, 'rotationReplaced', r.replaced);
+        addCounter(metricMeter, 'opens', r.resealed, { purpose: 'reseal' });
+        addCounter(metricMeter, 'seals', r.resealed, { operation: 'reseal' });
+        addCounter(metricMeter, 'rotationFailures', r.failed.length, { phase: 'replace' });
         p.cursor = r.next ? { tenantId: r.next } : null;
         if (r.done) {
           p.phase = 'rewrapping';
@@ -283,6 +290,8 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
         p.counts.rewrapFailed += r.failed.length;
         p.rewrapPassFailed += r.failed.length;
         recordFailures(r.failed);
+        addCounter(metricMeter, 'rotationRewrapped', r.rewrapped);
+        addCounter(metricMeter, 'rotationFailures', r.failed.length, { phase: 'rewrap' });
         p.cursor = r.next;
         if (r.done) {
           p.cursor = null;
@@ -312,6 +321,7 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
         p.kek.disabledVersions = [...new Set([...p.kek.disabledVersions, ...r.disabled])];
         p.kek.stillReferenced = r.stillReferenced;
         const stale = r.stillReferenced.reduce((n, s) => n + s.tenantKeys, 0);
+        setGauge(metricMeter, 'rotationRemaining', stale);
         if (stale > p.rewrapPassFailed && p.rewrapPass < MAX_REWRAP_PASSES) {
           // Keys wrapped with an old version after the pass went by them: another pass.
           p.rewrapPass += 1;
@@ -322,6 +332,7 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
         }
         p.phase = 'done';
         p.finishedAt = new Date(Date.now()).toISOString();
+        addCounter(metricMeter, 'rotationRuns', 1, { outcome: 'completed' });
         touch();
         return p;
       }

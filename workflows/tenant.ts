@@ -1,12 +1,16 @@
 import {
   ActivityFailure,
+  type ActivityFunctionWithOptions,
   allHandlersFinished,
   ApplicationFailure,
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  metricMeter,
+  patched,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -15,7 +19,9 @@ import type { Activities } from '../activities';
 import type { PurgeCounts } from '../activities/tenant';
 import { permanentFailure } from '../common/errors';
 import { ancWorkflowId } from '../common/ids';
+import { addCounter } from '../common/metrics';
 import { PurgeAtKey, TenantIdKey, TenantStateKey } from '../common/search-attributes';
+import { tenantDetails } from '../common/summaries';
 import { validateTenantId } from '../common/validation';
 import { tenantStateSignal } from './definitions';
 import { SerialQueue } from './serial-queue';
@@ -51,10 +57,41 @@ type Phase = 'loading' | 'active' | 'deactivated' | 'purging' | 'purged' | 'not-
 
 // Tenant lifecycle work must happen however long the database is away: no overall deadline.
 // Permanent refusals (TenantNotFound, TenantPurged) are non-retryable failures.
-const acts = proxyActivities<Activities>({
+const proxied = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
+
+/** What each step is called in the Web UI's event history. */
+const STEPS = {
+  loadTenant: "Read the tenant's record",
+  deactivateTenantData: 'Deactivate: start the retention window',
+  reactivateTenantData: 'Reactivate: restore the tenant and its ANCs',
+  listTenantAncIds: "List the tenant's ANCs",
+  planTenantPurge: 'Purge: check the retention window has passed',
+  purgeTenantAncs: "Purge: delete a batch of the tenant's ANCs",
+  purgeTenantEnvelopes: 'Purge: delete used-envelope records',
+  finishTenantPurge: "Purge: destroy the tenant's keys, leave a tombstone",
+} as const;
+type Step = keyof typeof STEPS;
+
+/**
+ * The tenant activities, with their step summary when `summaries` is on. Summaries are part of the
+ * scheduling command, so runs that began without them keep going without them.
+ */
+function tenantActivities(summaries: boolean): Pick<Activities, Step> {
+  if (!summaries) return proxied;
+  const withSummary = <K extends Step>(name: K) =>
+    ((...args: Parameters<Activities[K]>) =>
+      (proxied[name] as ActivityFunctionWithOptions<Activities[K]>).executeWithOptions(
+        { summary: STEPS[name] },
+        args,
+      )) as unknown as Activities[K];
+  return Object.fromEntries(Object.keys(STEPS).map((name) => [name, withSummary(name as Step)])) as unknown as Pick<
+    Activities,
+    Step
+  >;
+}
 
 const ANC_PAGE = 500;
 const PURGE_ACTOR = 'system:retention';
@@ -76,6 +113,7 @@ export async function tenantWorkflow(args: TenantWorkflowArgs): Promise<{ finalS
   validateTenantId(tenantId);
   const workflowId = workflowInfo().workflowId;
   const batchSize = Math.max(1, Math.floor(args.purgeBatchSize ?? 100));
+  const acts = tenantActivities(patched('activity-summaries'));
   const queue = new SerialQueue();
 
   let phase: Phase = args.carried?.phase ?? 'loading';
@@ -108,6 +146,10 @@ export async function tenantWorkflow(args: TenantWorkflowArgs): Promise<{ finalS
   const purged = () => permanentFailure('TenantPurged', `tenant ${tenantId} was purged`);
 
   const publish = () => {
+    // "Current details" in the Web UI: state, deactivated at, purge at and time left. No secrets.
+    setCurrentDetails(
+      tenantDetails({ tenantId, state: phase, deactivatedAtMs, purgeAtMs, purgedAtMs, cycles, nowMs: Date.now() }),
+    );
     const state = phase === 'purging' ? 'deactivated' : phase;
     if (state === 'loading') return;
     upsertSearchAttributes([
@@ -217,6 +259,7 @@ export async function tenantWorkflow(args: TenantWorkflowArgs): Promise<{ finalS
         workflowId,
       });
       adopt({ state: 'deactivated', deactivatedAt: result.deactivatedAt, purgeAt: result.purgeAt });
+      log.info('Tenant deactivated', { tenantId, purgeAt: result.purgeAt, actor: req.actor });
     } catch (err) {
       refused(err);
     }
@@ -248,8 +291,9 @@ export async function tenantWorkflow(args: TenantWorkflowArgs): Promise<{ finalS
     } catch (err) {
       refused(err);
     }
-    adopt({ state: 'active' });
     cycles += 1;
+    adopt({ state: 'active' });
+    log.info('Tenant reactivated', { tenantId, actor: req.actor });
     await notifyAncs('active');
     rollOver = true; // Start the next cycle with a fresh history.
     return view();
@@ -273,6 +317,8 @@ export async function tenantWorkflow(args: TenantWorkflowArgs): Promise<{ finalS
       return;
     }
     phase = 'purging';
+    publish();
+    log.info('Tenant purge started', { tenantId });
     // The ANC ids are read before anything is deleted and kept in history, so every ANC workflow
     // is told to close even if the worker is lost between a batch and its result.
     const ancIds = await listAncIds();
@@ -291,6 +337,8 @@ export async function tenantWorkflow(args: TenantWorkflowArgs): Promise<{ finalS
       return;
     }
     await notifyAncs('purged', ancIds);
+    log.info('Tenant purged', { tenantId, ancs: ancIds.length });
+    addCounter(metricMeter, 'purges', 1);
     adopt({ state: 'purged', deactivatedAt: iso(deactivatedAtMs), purgeAt: iso(purgeAtMs), purgedAt: done.purgedAt });
   };
 

@@ -9,6 +9,9 @@ import type { ActivityDeps } from '../deps';
 import { unwrapTenantKey } from '../tenant-keys';
 import { resolveDomain } from './dns';
 import { probeDirectory, type LdapProbeSettings, type ProbeFinding } from './ldap';
+import { addCounter } from '../../common/metrics';
+import { operationLog } from '../log';
+import { serviceMeter } from '../metrics';
 
 export interface CheckAncHealthInput {
   tenantId: string;
@@ -118,18 +121,15 @@ export async function checkAncHealth(deps: ActivityDeps, input: CheckAncHealthIn
   const startedAt = new Date(input.nowMs);
   const finishedAt = new Date(input.nowMs + durationMs);
 
-  deps.logger.info(
-    {
-      tenantId: input.tenantId,
-      ancId: input.ancId,
-      checkId: input.checkId,
-      status: finding.status,
-      errorType: finding.errorType,
-      credentialVersion: anc.credential_version,
-      durationMs,
-    },
-    'ANC health check finished',
-  );
+  operationLog(deps).info('ANC health check finished', {
+    tenantId: input.tenantId,
+    ancId: input.ancId,
+    checkId: input.checkId,
+    status: finding.status,
+    errorType: finding.errorType,
+    credentialVersion: anc.credential_version,
+    durationMs,
+  });
 
   try {
     return await inTransaction(deps.pool, async (client) => {
@@ -173,6 +173,10 @@ export async function checkAncHealth(deps: ActivityDeps, input: CheckAncHealthIn
           errorType: finding.errorType ?? null,
           credentialVersion: anc.credential_version,
         },
+      });
+      addCounter(serviceMeter(), 'healthChecks', 1, {
+        status: finding.status,
+        error_type: finding.errorType ?? 'none',
       });
       return toResult(row);
     });
@@ -218,6 +222,7 @@ async function runChecks(deps: ActivityDeps, input: CheckAncHealthInput, anc: An
       ancId: input.ancId,
       sealed: anc.sealed,
     });
+    addCounter(serviceMeter(), 'opens', 1, { purpose: 'health_check' });
   } catch (err) {
     if (
       err instanceof CredentialOpenError ||

@@ -1,6 +1,8 @@
 import type { TokenCredential } from '@azure/core-auth';
 import { CryptographyClient, KeyClient, type KeyClientOptions, type KeyVaultKey } from '@azure/keyvault-keys';
 import type { PipelinePolicy } from '@azure/core-rest-pipeline';
+import { addCounter } from '../../common/metrics';
+import { serviceMeter } from '../metrics';
 import {
   emptyStats,
   KekUnwrapError,
@@ -49,11 +51,20 @@ export class AzureKeyVaultKekProvider implements KekProvider {
 
   constructor(private readonly opts: AzureKeyVaultKekOptions) {
     const counters = this.counters;
+    // Requests whose latest attempt was throttled or failed on the server side.
+    const backingOff = new WeakSet<object>();
     const throttleCounter: PipelinePolicy = {
       name: 'anc-kek-throttle-counter',
       async sendRequest(request, next) {
+        // Runs once per HTTP attempt. An attempt after a 429/5xx is the SDK's retry (a re-send
+        // after an authentication challenge is not).
+        if (backingOff.has(request)) addCounter(serviceMeter(), 'keyVaultRetries', 1);
         const response = await next(request);
-        if (response.status === 429 || response.status >= 500) counters.throttled += 1;
+        if (response.status === 429 || response.status >= 500) {
+          counters.throttled += 1;
+          backingOff.add(request);
+        } else backingOff.delete(request);
+        if (response.status === 429) addCounter(serviceMeter(), 'keyVaultThrottled', 1);
         return response;
       },
     };

@@ -1,3 +1,4 @@
+import { metered } from './metered';
 import type { KekProvider, KekVersion } from './provider';
 
 /**
@@ -6,11 +7,15 @@ import type { KekProvider, KekVersion } from './provider';
  */
 export class KekDirectory {
   private cached: { version: KekVersion; at: number } | undefined;
+  /** The provider, with its Key Vault calls counted and timed (see metered.ts). */
+  readonly provider: KekProvider;
 
   constructor(
-    readonly provider: KekProvider,
+    provider: KekProvider,
     private readonly ttlMs = 60_000,
-  ) {}
+  ) {
+    this.provider = metered(provider);
+  }
 
   async current(): Promise<KekVersion> {
     const now = Date.now();
