@@ -17,7 +17,7 @@
  */
 import { createHash, generateKeyPair, randomBytes, randomUUID, webcrypto, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
-import { x509, type CryptoKey, type CryptoKeyPair } from '../../common/x509';
+import { x509, type CryptoKey, type CryptoKeyPair } from '../../client/x509';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 const SIGNING = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as const;
