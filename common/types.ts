@@ -76,4 +76,9 @@ export interface PublicKek {
   /** RSA public JWK; `kid` is "<kekId>/<version>". */
   publicJwk: { kty: 'RSA'; n: string; e: string; kid: string; alg: 'RSA-OAEP-256' };
   expiresAt: string;
+  /**
+   * Certificate mode: the KEK version's certificate chain (base64 DER, leaf first). Clients check
+   * it against their trust anchor and that `publicJwk` is the leaf's key before sealing.
+   */
+  x5c?: string[];
 }

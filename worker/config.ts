@@ -23,6 +23,13 @@ export interface Config {
         emulator: boolean;
         /** PEM file of an extra CA to trust for the vault's TLS certificate (the emulator's). */
         caPath?: string;
+        // Certificate-mode KEK (KEYVAULT_KEK_MODE, KEYVAULT_CERT_ISSUER, KEYVAULT_CERT_SUBJECT)
+        /** A Key Vault certificate renewed by Key Vault (default), or a bare key the service renews. */
+        mode: 'certificate' | 'key';
+        /** Certificate issuer: `Self` (local runs) or a CA issuer configured in the vault (production). */
+        certIssuer: string;
+        /** Certificate subject clients check, e.g. CN=anc-credential-kek. */
+        certSubject: string;
       }
     | { kind: 'local-dev'; dir: string; keySize: 2048 | 3072 | 4096 };
   auditMacKey: Buffer;
@@ -133,6 +140,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       hsmOpsPerSecond: int('KEYVAULT_HSM_OPS_PER_SECOND', vaultLimitPer10s / 20, 1, vaultLimitPer10s / 10),
       emulator: bool('KEYVAULT_EMULATOR', false),
       caPath: env.KEYVAULT_CA?.trim() || undefined,
+      // Certificate-mode KEK
+      mode: oneOf('KEYVAULT_KEK_MODE', ['certificate', 'key'] as const, 'certificate'),
+      certIssuer: str('KEYVAULT_CERT_ISSUER', 'Self'),
+      certSubject: str('KEYVAULT_CERT_SUBJECT', `CN=${env.KEYVAULT_KEY_NAME?.trim() || 'anc-credential-kek'}`),
     };
   } else {
     kek = {

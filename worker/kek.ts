@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { DefaultAzureCredential } from '@azure/identity';
 import type { TokenCredential } from '@azure/core-auth';
 import { AzureKeyVaultKekProvider } from '../activities/kek/azure-key-vault';
+import { AzureKeyVaultCertificateKekProvider } from '../activities/kek/azure-key-vault-certificate';
 import { LocalDevKekProvider } from '../activities/kek/local-dev';
 import type { KekProvider } from '../activities/kek/provider';
 import { SlidingWindowLimiter } from '../activities/kek/rate-limiter';
@@ -15,7 +16,7 @@ export const emulatorCredential: TokenCredential = {
 export function createKekProvider(cfg: Config['kek']): KekProvider {
   if (cfg.kind === 'local-dev') return new LocalDevKekProvider(cfg.dir, cfg.keySize);
   const emulator = cfg.emulator;
-  return new AzureKeyVaultKekProvider({
+  const common = {
     vaultUrl: cfg.vaultUrl,
     keyName: cfg.keyName,
     keySize: cfg.keySize,
@@ -23,5 +24,12 @@ export function createKekProvider(cfg: Config['kek']): KekProvider {
     limiter: new SlidingWindowLimiter(cfg.hsmOpsPerSecond),
     trustedCaPem: cfg.caPath ? readFileSync(cfg.caPath, 'utf8') : undefined,
     disableChallengeResourceVerification: emulator,
+  };
+  if (cfg.mode === 'key') return new AzureKeyVaultKekProvider(common);
+  return new AzureKeyVaultCertificateKekProvider({
+    ...common,
+    issuerName: cfg.certIssuer,
+    subject: cfg.certSubject,
+    pollIntervalMs: emulator ? 100 : 2000,
   });
 }

@@ -11,7 +11,7 @@
  *
  * Each version's key pair lives in the keys store under the same name and version, so
  * `/keys/{name}/{version}` (get, unwrapkey, ...) works as in Key Vault, and it is not exportable.
- * Issuer `Self` gives a self-signed certificate; any other issuer name stands for a CA issuer and is
+ * The create operation is pending until polled a second time. Issuer `Self` gives a self-signed certificate; any other issuer name stands for a CA issuer and is
  * served by the emulator's local test CA. A lifetime action `AutoRenew` (days before expiry or
  * percentage of lifetime) makes a new version once the emulator's clock reaches its trigger.
  */
@@ -57,7 +57,13 @@ export interface CertEntry {
   policy: WirePolicy;
   versions: CertVersion[];
   /** The latest create request; completes when first polled. */
-  pending?: { requestId: string; status: 'inProgress' | 'completed'; csr: string; run?: () => Promise<void> };
+  pending?: {
+    requestId: string;
+    status: 'inProgress' | 'completed';
+    csr: string;
+    polled?: boolean;
+    run?: () => Promise<void>;
+  };
 }
 
 export interface CertificateKeyStore {
@@ -407,7 +413,9 @@ export function createCertificateStore(opts: {
       const entry = certs.get(name);
       if (!entry?.pending)
         throw new CertError(404, 'PendingCertificateNotFound', `Pending certificate not found: ${name}`);
-      if (entry.pending.run) await entry.pending.run();
+      // Like a CA issuer, the first look finds the request in progress; the next one finds it done.
+      if (entry.pending.run && entry.pending.polled) await entry.pending.run();
+      entry.pending.polled = true;
       return { status: 200, body: operationJson(base, entry) };
     }
     if (seg.length === 3 && sub === 'policy') {
