@@ -4,6 +4,7 @@ import type { Pool } from '../activities/db/pool';
 import { loadConfig } from '../worker/config';
 import { temporalConnectionOptions } from '../worker/temporal';
 import { CliError, EXIT } from './cli-io';
+import { kekTrustFromEnv } from './kek-trust';
 import { AncClient } from './sdk';
 
 /**
@@ -70,6 +71,7 @@ export function temporalSdkFromEnv(env: NodeJS.ProcessEnv = process.env): Tempor
     return new AncClient({
       client: new Client({ connection, namespace: config.temporal.namespace }),
       taskQueue: config.temporal.taskQueue,
+      kekTrust: kekTrustFromEnv(env),
       // Only when set: otherwise the workflow's own default applies.
       healthCheckIntervalMinutes: env.HEALTH_CHECK_INTERVAL_MINUTES?.trim()
         ? config.healthCheckIntervalMinutes

@@ -86,6 +86,8 @@ describe('anc CLI (dev server, worker, PostgreSQL)', () => {
         TEMPORAL_ADDRESS: env.address,
         TEMPORAL_NAMESPACE: env.namespace ?? 'default',
         TEMPORAL_TASK_QUEUE: h.taskQueue,
+        // The harness's local KEK has no certificate (certificate trust: test/kek-trust.test.ts).
+        ANC_KEK_TRUST: 'unverified',
         ...opts.env,
       },
       stdio: ['pipe', 'pipe', 'pipe'],
