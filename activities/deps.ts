@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../worker/config';
+import type { AuditAnchorSigner } from './audit-anchor';
 import type { Pool } from './db/pool';
 import type { KekDirectory } from './kek/directory';
 
@@ -17,4 +18,6 @@ export interface ActivityDeps {
     | 'ldap'
   >;
   logger: Logger;
+  /** Signs the audit chain's head (audit anchors); absent: anchoring fails and retries. */
+  auditAnchor?: AuditAnchorSigner;
 }

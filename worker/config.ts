@@ -40,6 +40,13 @@ export interface Config {
   rotationIntervalHours: number;
   /** Disable a KEK version in Key Vault once no tenant key refers to it. */
   disableUnreferencedKekVersions: boolean;
+  // Audit anchors (AUDIT_ANCHOR_INTERVAL_MINUTES, AUDIT_ANCHOR_KEY_NAME)
+  auditAnchor: {
+    /** How often the audit chain's head is anchored (besides every rotation run). */
+    intervalMinutes: number;
+    /** The Key Vault key that signs anchors (sign/verify only). */
+    keyName: string;
+  };
   ldap: {
     /** ldap:// or ldaps:// URL template; `{domain}` is replaced with the AD domain name. */
     urlTemplate: string;
@@ -200,6 +207,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     healthCheckIntervalMinutes: int('HEALTH_CHECK_INTERVAL_MINUTES', 360, 1, 7 * 24 * 60),
     rotationIntervalHours: int('ROTATION_INTERVAL_HOURS', 24, 1, 24 * 31),
     disableUnreferencedKekVersions: bool('DISABLE_UNREFERENCED_KEK_VERSIONS', false),
+    // Audit anchors
+    auditAnchor: {
+      intervalMinutes: int('AUDIT_ANCHOR_INTERVAL_MINUTES', 60, 1, 24 * 60),
+      keyName: str('AUDIT_ANCHOR_KEY_NAME', 'anc-audit-anchor'),
+    },
     ldap: {
       urlTemplate: str('LDAP_URL', 'ldaps://{domain}:636'),
       startTls: bool('LDAP_STARTTLS', false),

@@ -6,6 +6,7 @@ import { AzureKeyVaultCertificateKekProvider } from '../activities/kek/azure-key
 import { LocalDevKekProvider } from '../activities/kek/local-dev';
 import type { KekProvider } from '../activities/kek/provider';
 import { SlidingWindowLimiter } from '../activities/kek/rate-limiter';
+import { KeyVaultAnchorSigner, LocalAnchorSigner, type AuditAnchorSigner } from '../activities/audit-anchor';
 import type { Config } from './config';
 
 /** The emulator accepts any bearer token; a real vault never sees this credential. */
@@ -31,5 +32,20 @@ export function createKekProvider(cfg: Config['kek']): KekProvider {
     issuerName: cfg.certIssuer,
     subject: cfg.certSubject,
     pollIntervalMs: emulator ? 100 : 2000,
+  });
+}
+
+/** Signs audit anchors: a Key Vault key next to the KEK, or (local development) a key file. */
+export function createAuditAnchorSigner(cfg: Config['kek'], keyName: string): AuditAnchorSigner {
+  if (cfg.kind === 'local-dev') return new LocalAnchorSigner(cfg.dir);
+  const ca = cfg.caPath ? readFileSync(cfg.caPath, 'utf8') : undefined;
+  return new KeyVaultAnchorSigner({
+    vaultUrl: cfg.vaultUrl,
+    keyName,
+    credential: cfg.emulator ? emulatorCredential : new DefaultAzureCredential(),
+    clientOptions: () => ({
+      disableChallengeResourceVerification: cfg.emulator,
+      ...(ca ? { tlsOptions: { ca } } : {}),
+    }),
   });
 }

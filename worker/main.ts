@@ -5,9 +5,9 @@ import { migrate } from '../activities/db/migrate';
 import { createPool } from '../activities/db/pool';
 import { KekDirectory } from '../activities/kek/directory';
 import { ConfigError, loadConfig, loadLocalStackEnv } from './config';
-import { createKekProvider } from './kek';
+import { createAuditAnchorSigner, createKekProvider } from './kek';
 import { createLogger } from './logger';
-import { ensureRotationSchedule, startSingletons } from './singletons';
+import { ensureRotationSchedule, startAuditAnchor, startSingletons } from './singletons';
 import { ensureSearchAttributes, temporalConnectionOptions } from './temporal';
 import { WORKFLOWS_PATH } from './workflows-path';
 
@@ -35,11 +35,18 @@ async function main(): Promise<void> {
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
     workflowsPath: WORKFLOWS_PATH,
-    activities: createActivities({ pool, kek, config, logger }),
+    activities: createActivities({
+      pool,
+      kek,
+      config,
+      logger,
+      auditAnchor: createAuditAnchorSigner(config.kek, config.auditAnchor.keyName),
+    }),
     shutdownGraceTime: '30 seconds',
   });
   await startSingletons(client, config.temporal.taskQueue);
   await ensureRotationSchedule(client, config.temporal.taskQueue, config.rotationIntervalHours);
+  await startAuditAnchor(client, config.temporal.taskQueue, config.auditAnchor.intervalMinutes);
   logger.info(
     { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace, temporal: config.temporal.address },
     'Worker started',

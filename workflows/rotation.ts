@@ -4,6 +4,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -11,8 +12,8 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { KEYRING_WORKFLOW_ID } from '../common/ids';
-import { refreshKekSignal } from './definitions';
+import { AUDIT_ANCHOR_WORKFLOW_ID, KEYRING_WORKFLOW_ID } from '../common/ids';
+import { anchorAuditSignal, refreshKekSignal } from './definitions';
 import {
   rotationProgressQuery,
   type RewrapCursor,
@@ -231,6 +232,15 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
         }
         p.phase = 'done';
         p.finishedAt = new Date(Date.now()).toISOString();
+        // Every run anchors the audit chain's head outside PostgreSQL. Best effort: the anchor
+        // workflow also anchors on its own interval, and it may not run (tests).
+        if (patched('audit-anchor-after-rotation')) {
+          try {
+            await getExternalWorkflowHandle(AUDIT_ANCHOR_WORKFLOW_ID).signal(anchorAuditSignal);
+          } catch (err) {
+            log.info('audit anchor workflow not signalled', { error: String(err) });
+          }
+        }
         touch();
         return p;
       }

@@ -10,6 +10,7 @@
  *   GET   /keys/{name}[/{version}]                         key bundle (public part only)
  *   PATCH /keys/{name}[/{version}]                         update attributes, key_ops, tags
  *   POST  /keys/{name}[/{version}]/{wrapkey|unwrapkey|encrypt|decrypt}
+ *   POST  /keys/{name}[/{version}]/{sign|verify}           RS256 over a SHA-256 digest
  *
  * Every vault request needs `?api-version=` and `Authorization: Bearer <anything>`; without a
  * bearer token the emulator answers 401 with the same `WWW-Authenticate` challenge Key Vault
@@ -36,6 +37,8 @@ import {
   createPublicKey,
   generateKeyPair,
   privateDecrypt,
+  privateEncrypt,
+  publicDecrypt,
   publicEncrypt,
   randomBytes,
   randomUUID,
@@ -78,6 +81,8 @@ export type OperationName =
   | 'unwrapkey'
   | 'encrypt'
   | 'decrypt'
+  | 'sign'
+  | 'verify'
   | 'certificates'
   | 'unsupported';
 
@@ -246,6 +251,8 @@ const keyNotFound = (name: string, version?: string): KvError =>
   );
 
 const generateKeyPairAsync = promisify(generateKeyPair);
+/** DER DigestInfo prefix of a SHA-256 digest (RFC 8017 9.2). */
+const SHA256_DIGEST_INFO = Buffer.from('3031300d060960864801650304020105000420', 'hex');
 
 // ------------------------------------------------------------------------------------------ server
 
@@ -583,6 +590,37 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
     return { kid: `${base}/keys/${name}/${kv.version}`, value: output.toString('base64url') };
   }
 
+  /** RS256 over the SHA-256 digest the client sends (PKCS#1 v1.5 with the DigestInfo prefix). */
+  function signOperation(
+    base: string,
+    op: 'sign' | 'verify',
+    name: string,
+    version: string | undefined,
+    body: Record<string, unknown>,
+  ): unknown {
+    const { kv } = findVersion(name, version);
+    ensureEnabled(kv, op);
+    if (!kv.keyOps.includes(op)) {
+      throw new KvError(403, 'Forbidden', `Operation ${op} is not permitted on this key.`, 'KeyOperationForbidden');
+    }
+    if (body.alg !== 'RS256') throw badParameter('The emulator signs with RS256 only.');
+    const digest = decodeBase64Url(op === 'sign' ? body.value : body.digest, op === 'sign' ? 'value' : 'digest');
+    if (digest.length !== 32) throw badParameter('The digest must be 32 bytes (SHA-256).');
+    const digestInfo = Buffer.concat([SHA256_DIGEST_INFO, digest]);
+    if (op === 'sign') {
+      const signature = privateEncrypt({ key: kv.privateKey, padding: cryptoConstants.RSA_PKCS1_PADDING }, digestInfo);
+      return { kid: `${base}/keys/${name}/${kv.version}`, value: signature.toString('base64url') };
+    }
+    const signature = decodeBase64Url(body.value, 'value');
+    let recovered: Buffer | undefined;
+    try {
+      recovered = publicDecrypt({ key: kv.publicKey, padding: cryptoConstants.RSA_PKCS1_PADDING }, signature);
+    } catch {
+      recovered = undefined;
+    }
+    return { value: recovered !== undefined && recovered.equals(digestInfo) };
+  }
+
   // ---------------------------------------------------------------- request handling
   async function handleVault(req: IncomingMessage, res: ServerResponse, url: URL, body: Buffer): Promise<void> {
     const method = req.method ?? 'GET';
@@ -674,6 +712,10 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
       }
       case 'update':
         result = updateKey(base, name!, version, json());
+        break;
+      case 'sign':
+      case 'verify':
+        result = signOperation(base, route.op, name!, version, json());
         break;
       case 'wrapkey':
       case 'unwrapkey':
@@ -810,6 +852,10 @@ function routeOf(method: string, pathname: string): Route {
   // Keep empty segments: the SDK sends /keys/{name}/ for "latest" and /keys/{name}//wrapkey when a
   // CryptographyClient was built from a key id without a version.
   const seg = pathname.split('/').slice(1).map(decodeSegment);
+  if (seg[0] === 'keys' && seg.length === 4 && method === 'POST' && seg[1]) {
+    const op = (seg[3] ?? '').toLowerCase();
+    if (op === 'sign' || op === 'verify') return { op, name: seg[1], version: seg[2] ? seg[2] : undefined };
+  }
   if (seg[0] === 'certificates' && seg.length >= 2 && seg[1]) return { op: 'certificates' };
   if (seg[0] !== 'keys') return { op: 'unsupported' };
   const name = seg[1];
@@ -1100,6 +1146,8 @@ function emptyStats(): EmulatorStats {
       unwrapkey: 0,
       encrypt: 0,
       decrypt: 0,
+      sign: 0,
+      verify: 0,
       certificates: 0,
       unsupported: 0,
     },
