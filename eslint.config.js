@@ -20,7 +20,7 @@ const workflowRestrictedImports = {
 };
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.stack/**', '.tools/**', 'coverage/**'] },
+  { ignores: ['node_modules/**', '.stack/**', '.tools/**', 'coverage/**', 'dist/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

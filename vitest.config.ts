@@ -3,6 +3,10 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // dist/ is built once, before any test file runs.
+    globalSetup: ['test/support/global-setup.ts'],
+    // The Temporal SDK's own logs go to a quiet logger in the test processes.
+    setupFiles: ['test/support/quiet-runtime.ts'],
     testTimeout: 120_000,
     hookTimeout: 180_000,
     // Test files start their own Temporal servers; two cores run two files at a time well.

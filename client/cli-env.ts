@@ -1,9 +1,8 @@
-import { Client, Connection, type ConnectionOptions } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import pg from 'pg';
 import type { Pool } from '../activities/db/pool';
-import { loadConfig } from '../worker/config';
-import { temporalConnectionOptions } from '../worker/temporal';
-import { CliError, EXIT } from './cli-io';
+import { ConfigError, readTemporalSettings } from '../common/temporal-config';
+import { describeIssues, envSchema, loadConfig } from '../worker/config';
 import { kekTrustFromEnv } from './kek-trust';
 import { AncClient } from './sdk';
 
@@ -12,20 +11,6 @@ import { AncClient } from './sdk';
  * the variables, defaults and checks are the same. Each reads only the variables it needs, so a
  * setting the CLI does not use (LDAP, Key Vault...) can neither be required nor fail it.
  */
-
-/** The variables the Temporal commands read (see worker/config.ts). */
-export const TEMPORAL_ENV = [
-  'TEMPORAL_ADDRESS',
-  'TEMPORAL_NAMESPACE',
-  'TEMPORAL_TASK_QUEUE',
-  'TEMPORAL_API_KEY',
-  'TEMPORAL_TLS_CERT',
-  'TEMPORAL_TLS_KEY',
-  'TEMPORAL_TLS_CA',
-  'TEMPORAL_TLS_SERVER_NAME',
-  'HEALTH_CHECK_INTERVAL_MINUTES',
-  'NODE_ENV',
-] as const;
 
 /** The variables the audit commands read. */
 export const AUDIT_ENV = ['DATABASE_URL', 'AUDIT_MAC_KEY', 'NODE_ENV'] as const;
@@ -49,33 +34,33 @@ export interface TemporalSdk {
   close(): Promise<void>;
 }
 
+/**
+ * The Temporal commands read the connection through the SDK's environment configuration (see
+ * common/temporal-config.ts), plus TEMPORAL_TASK_QUEUE and HEALTH_CHECK_INTERVAL_MINUTES.
+ */
 export function temporalSdkFromEnv(env: NodeJS.ProcessEnv = process.env): TemporalSdk {
   let pending: Promise<AncClient> | undefined;
   const connect = async (): Promise<AncClient> => {
-    // loadConfig insists on DATABASE_URL, which the Temporal commands never use.
-    const config = loadConfig({ ...pick(env, TEMPORAL_ENV), DATABASE_URL: 'postgres://unused' });
-    let options: ConnectionOptions;
-    try {
-      options = temporalConnectionOptions(config.temporal);
-    } catch (err) {
-      // The TLS files named by TEMPORAL_TLS_* could not be read.
-      throw new CliError('ConfigError', `cannot read the Temporal TLS files: ${(err as Error).message}`, EXIT.USAGE);
-    }
+    const problems: string[] = [];
+    const temporal = readTemporalSettings(env, problems);
+    const interval = envSchema.shape.HEALTH_CHECK_INTERVAL_MINUTES.safeParse(
+      env.HEALTH_CHECK_INTERVAL_MINUTES?.trim() || undefined,
+    );
+    if (!interval.success) problems.push(...describeIssues(interval.error.issues, 'HEALTH_CHECK_INTERVAL_MINUTES'));
+    if (problems.length > 0) throw new ConfigError(problems);
     let connection: Connection;
     try {
-      connection = await Connection.connect(options);
+      connection = await Connection.connect(temporal.connectionOptions);
     } catch (err) {
-      const where = `${config.temporal.address} (namespace ${config.temporal.namespace})`;
+      const where = `${temporal.address} (namespace ${temporal.namespace})`;
       throw new TemporalConnectionError(`cannot connect to Temporal at ${where}: ${(err as Error).message}`, err);
     }
     return new AncClient({
-      client: new Client({ connection, namespace: config.temporal.namespace }),
-      taskQueue: config.temporal.taskQueue,
+      client: new Client({ connection, namespace: temporal.namespace }),
+      taskQueue: temporal.taskQueue,
       kekTrust: kekTrustFromEnv(env),
       // Only when set: otherwise the workflow's own default applies.
-      healthCheckIntervalMinutes: env.HEALTH_CHECK_INTERVAL_MINUTES?.trim()
-        ? config.healthCheckIntervalMinutes
-        : undefined,
+      healthCheckIntervalMinutes: env.HEALTH_CHECK_INTERVAL_MINUTES?.trim() ? interval.data : undefined,
     });
   };
   let connected: AncClient | undefined;

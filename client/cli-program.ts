@@ -375,8 +375,9 @@ export const COMMAND_GROUPS: CommandGroup[] = [ancCommands, healthCommands, audi
 
 const ENV_HELP = `
 Environment:
-  TEMPORAL_ADDRESS (127.0.0.1:7233), TEMPORAL_NAMESPACE (default), TEMPORAL_TASK_QUEUE
-  (anc-credentials), TEMPORAL_API_KEY, TEMPORAL_TLS_CERT/_KEY/_CA/_SERVER_NAME: as for the worker.
+  TEMPORAL_ADDRESS (127.0.0.1:7233), TEMPORAL_NAMESPACE (default), TEMPORAL_API_KEY,
+  TEMPORAL_TLS_*, TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE (Temporal's environment configuration),
+  TEMPORAL_TASK_QUEUE (anc-credentials): as for the worker.
   DATABASE_URL, AUDIT_MAC_KEY (base64; development key when unset outside production): audit only.
   Unset variables are taken from .stack/env when it exists (the local stack).
   ANC_CLI_DEBUG=1 adds stack traces to unexpected errors.

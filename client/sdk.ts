@@ -7,6 +7,7 @@ import {
   WorkflowNotFoundError,
   type ConnectionOptions,
 } from '@temporalio/client';
+import { loadTemporalSettings } from '../common/temporal-config';
 import { ancWorkflowId, DEFAULT_TASK_QUEUE, KEYRING_WORKFLOW_ID } from '../common/ids';
 import { AncIdKey, AncStateKey, HealthStatusKey, TenantIdKey } from '../common/search-attributes';
 import type { AncSpec, AncView, CredentialStored, HealthCheckResult, HealthStatus, PublicKek } from '../common/types';
@@ -106,6 +107,22 @@ export class AncClient {
       client: new Client({ connection, namespace: options.namespace }),
       taskQueue: options.taskQueue,
       kekTrust: options.kekTrust,
+    });
+  }
+
+  /**
+   * Connects as configured by the environment, through Temporal's environment configuration:
+   * TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE and
+   * the TOML config file (TEMPORAL_CONFIG_FILE), plus TEMPORAL_TASK_QUEUE. Throws ConfigError
+   * listing every problem. Close with `client.temporal.connection.close()`.
+   */
+  static async fromEnv(env: NodeJS.ProcessEnv = process.env): Promise<AncClient> {
+    const settings = loadTemporalSettings(env);
+    return AncClient.connect({
+      connection: settings.connectionOptions,
+      namespace: settings.namespace,
+      taskQueue: settings.taskQueue,
+      kekTrust: kekTrustFromEnv(env),
     });
   }
 

@@ -5,16 +5,20 @@ import { migrate } from '../activities/db/migrate';
 import { createPool } from '../activities/db/pool';
 import { KekDirectory } from '../activities/kek/directory';
 import { ConfigError, loadConfig, loadLocalStackEnv } from './config';
+import { startHealthServer } from './health-server';
 import { createAuditAnchorSigner, createKekProvider } from './kek';
 import { createLogger } from './logger';
 import { ensureRotationSchedule, startAuditAnchor, startSingletons } from './singletons';
-import { ensureSearchAttributes, temporalConnectionOptions } from './temporal';
-import { WORKFLOWS_PATH } from './workflows-path';
+import { installRuntime } from './telemetry';
+import { ensureSearchAttributes } from './temporal';
+import { workflowCode } from './workflows-path';
 
 async function main(): Promise<void> {
   loadLocalStackEnv();
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
+  // Before any connection: the SDK's logs go through pino, its metrics to METRICS_PORT.
+  installRuntime({ logger, metricsPort: config.metricsPort });
 
   await migrate(config.databaseUrl);
   const pool = createPool(config.databaseUrl);
@@ -25,16 +29,17 @@ async function main(): Promise<void> {
     'KEK ready',
   );
 
-  const connectionOptions = temporalConnectionOptions(config.temporal);
+  const { connectionOptions, namespace, taskQueue, address } = config.temporal;
   const clientConnection = await Connection.connect(connectionOptions);
-  await ensureSearchAttributes(clientConnection, config.temporal.namespace);
-  const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
+  await ensureSearchAttributes(clientConnection, namespace);
+  const client = new Client({ connection: clientConnection, namespace });
 
+  const workerConnection = await NativeConnection.connect(connectionOptions);
   const worker = await Worker.create({
-    connection: await NativeConnection.connect(connectionOptions),
-    namespace: config.temporal.namespace,
-    taskQueue: config.temporal.taskQueue,
-    workflowsPath: WORKFLOWS_PATH,
+    connection: workerConnection,
+    namespace,
+    taskQueue,
+    ...workflowCode(),
     activities: createActivities({
       pool,
       kek,
@@ -42,18 +47,43 @@ async function main(): Promise<void> {
       logger,
       auditAnchor: createAuditAnchorSigner(config.kek, config.auditAnchor.keyName),
     }),
-    shutdownGraceTime: '30 seconds',
+    // SIGTERM/SIGINT (the runtime's shutdown signals) stop polling; running activities get this long.
+    shutdownGraceTime: `${config.shutdownGraceSeconds} seconds`,
   });
-  await startSingletons(client, config.temporal.taskQueue);
-  await ensureRotationSchedule(client, config.temporal.taskQueue, config.rotationIntervalHours);
-  await startAuditAnchor(client, config.temporal.taskQueue, config.auditAnchor.intervalMinutes);
+  await startSingletons(client, taskQueue);
+  await ensureRotationSchedule(client, taskQueue, config.rotationIntervalHours);
+  await startAuditAnchor(client, taskQueue, config.auditAnchor.intervalMinutes);
+
+  const health =
+    config.healthPort === undefined
+      ? undefined
+      : await startHealthServer(config.healthPort, {
+          temporal: async () => {
+            await clientConnection.healthService.check({});
+          },
+          database: async () => {
+            await pool.query('select 1');
+          },
+          worker: async () => {
+            if (worker.getState() !== 'RUNNING') throw new Error(`worker is ${worker.getState()}`);
+          },
+        });
+
   logger.info(
-    { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace, temporal: config.temporal.address },
+    {
+      taskQueue,
+      namespace,
+      temporal: address,
+      healthPort: config.healthPort,
+      metricsPort: config.metricsPort,
+    },
     'Worker started',
   );
   if (process.env.TEMPORAL_UI_URL) logger.info({ url: process.env.TEMPORAL_UI_URL }, 'Temporal Web UI');
   await worker.run();
-  await pool.end();
+  health?.close();
+  await Promise.allSettled([pool.end(), clientConnection.close(), workerConnection.close()]);
+  logger.info('Worker stopped');
 }
 
 main().catch((err: unknown) => {

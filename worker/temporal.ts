@@ -1,27 +1,6 @@
-import { readFileSync } from 'node:fs';
 import type { Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { SEARCH_ATTRIBUTES } from '../common/search-attributes';
-import type { Config } from './config';
-
-/** Connection options for a local dev server, a self-hosted cluster (mTLS) or Temporal Cloud (API key). */
-export function temporalConnectionOptions(cfg: Config['temporal']) {
-  const tls = cfg.tls;
-  return {
-    address: cfg.address,
-    apiKey: cfg.apiKey,
-    tls: tls
-      ? {
-          serverNameOverride: tls.serverName,
-          serverRootCACertificate: tls.serverCaPath ? readFileSync(tls.serverCaPath) : undefined,
-          clientCertPair:
-            tls.certPath && tls.keyPath
-              ? { crt: readFileSync(tls.certPath), key: readFileSync(tls.keyPath) }
-              : undefined,
-        }
-      : undefined,
-  };
-}
 
 const { temporal } = proto;
 
