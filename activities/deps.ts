@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../worker/config';
+import type { AuditAnchorSigner } from './audit-anchor';
 import type { Pool } from './db/pool';
 import type { KekDirectory } from './kek/directory';
 import type { TenantKeyCache } from './kek/tenant-key-cache';
@@ -20,4 +21,6 @@ export interface ActivityDeps {
   logger: Logger;
   /** Unwrapped tenant keys kept for a short while (absent or disabled: every use unwraps). */
   tenantKeyCache?: TenantKeyCache;
+  /** Signs the audit chain's head (audit anchors); absent: anchoring fails and retries. */
+  auditAnchor?: AuditAnchorSigner;
 }

@@ -1,3 +1,4 @@
+import { anchorAuditHead } from './audit-anchor';
 import { deleteAncData, provideCredential, type DeleteAncInput, type ProvideCredentialInput } from './credentials';
 import type { ActivityDeps } from './deps';
 import { checkAncHealth, type CheckAncHealthInput } from './health/check';
@@ -11,6 +12,7 @@ export function createActivities(deps: ActivityDeps) {
     provideCredential: (input: ProvideCredentialInput) => provideCredential(deps, input),
     deleteAncData: (input: DeleteAncInput) => deleteAncData(deps, input),
     describeCurrentKek: () => describeCurrentKek(deps),
+    anchorAuditHead: () => anchorAuditHead(deps),
     checkAncHealth: (input: CheckAncHealthInput) => checkAncHealth(deps, input),
     // Does nothing: dispatched on the HSM task queue just before an activity that may make two HSM
     // calls, so the queue's rate limit counts both.

@@ -16,5 +16,6 @@ export async function describeCurrentKek(deps: ActivityDeps): Promise<PublicKek>
     version: current.version,
     publicJwk: { kty: 'RSA', n, e, kid: `${current.kekId}/${current.version}`, alg: 'RSA-OAEP-256' },
     expiresAt: current.expiresAt.toISOString(),
+    ...(current.x5c ? { x5c: [...current.x5c] } : {}),
   };
 }

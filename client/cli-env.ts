@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { Pool } from '../activities/db/pool';
 import { ConfigError, readTemporalSettings } from '../common/temporal-config';
 import { describeIssues, envSchema, loadConfig } from '../worker/config';
+import { kekTrustFromEnv } from './kek-trust';
 import { AncClient } from './sdk';
 
 /**
@@ -57,6 +58,7 @@ export function temporalSdkFromEnv(env: NodeJS.ProcessEnv = process.env): Tempor
     return new AncClient({
       client: new Client({ connection, namespace: temporal.namespace }),
       taskQueue: temporal.taskQueue,
+      kekTrust: kekTrustFromEnv(env),
       // Only when set: otherwise the workflow's own default applies.
       healthCheckIntervalMinutes: env.HEALTH_CHECK_INTERVAL_MINUTES?.trim() ? interval.data : undefined,
     });

@@ -1,6 +1,10 @@
 import { userInfo } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { checkAuditAnchor, type AnchorCheck } from '../activities/audit-anchor';
 import { listAudit, verifyAuditChain, type AuditRecord, type AuditVerification } from '../activities/db/audit';
+import { AUDIT_ANCHOR_WORKFLOW_ID } from '../common/ids';
+import type { AuditAnchor } from '../common/types';
+import { getAuditAnchorsQuery } from '../workflows/definitions';
 import type { AncSpec, AncView, CredentialStored, HealthCheckResult } from '../common/types';
 import { ConfigError } from '../common/config-error';
 import type * as Validation from '../common/validation';
@@ -167,10 +171,39 @@ export function formatAuditList(rows: AuditRecord[]): string {
   ]);
 }
 
-export function formatVerification(r: AuditVerification): string {
-  return r.ok
+export function formatVerification(r: AuditVerification & { anchor?: AnchorCheck | null }): string {
+  const chain = r.ok
     ? `OK: audit chain verified, ${r.records} records\n`
     : `BROKEN: record ${r.brokenAt} does not verify (${r.reason}); ${r.records} records before it verified\n`;
+  if (!r.anchor) return chain;
+  return r.anchor.ok
+    ? `${chain}OK: last anchor (record ${r.anchor.anchoredSeq}, ${r.anchor.anchoredAt}, signing key ${r.anchor.keyThumbprint}) matches\n`
+    : `${chain}BROKEN: ${anchorProblem(r.anchor)}\n`;
+}
+
+function anchorProblem(a: Extract<AnchorCheck, { ok: false }>): string {
+  if (a.reason === 'shorter-than-anchor')
+    return `the chain ends at record ${a.headSeq}, shorter than its last anchor at record ${a.anchoredSeq} (${a.anchoredAt}): newest records were deleted`;
+  if (a.reason === 'anchor-mismatch')
+    return `record ${a.anchoredSeq} is not the one anchored at ${a.anchoredAt}: the chain was rewritten`;
+  return `the last anchor's signature does not verify`;
+}
+
+/** The newest anchor from the audit-anchor workflow in Temporal, or why there is none. */
+async function latestAnchor(ctx: CliContext): Promise<{ anchor?: AuditAnchor; problem?: string }> {
+  const timeout = new Promise<never>((_, reject) =>
+    setTimeout(() => reject(new Error('Temporal did not answer within 10 s')), 10_000).unref(),
+  );
+  try {
+    const anchors = await Promise.race([
+      ctx.sdk().then((sdk) => sdk.temporal.workflow.getHandle(AUDIT_ANCHOR_WORKFLOW_ID).query(getAuditAnchorsQuery)),
+      timeout,
+    ]);
+    const anchor = anchors.at(-1);
+    return anchor ? { anchor } : { problem: 'the audit-anchor workflow has no anchor yet' };
+  } catch (err) {
+    return { problem: `no audit anchor could be read from Temporal (${(err as Error).message})` };
+  }
 }
 
 // ---------------------------------------------------------------------------------- the groups
@@ -300,11 +333,17 @@ export const auditCommands: CommandGroup = (program, ctx) => {
     .description('the tamper-evident audit log (reads PostgreSQL: DATABASE_URL, AUDIT_MAC_KEY)');
   audit
     .command('verify')
-    .description('verify the whole MAC chain; exit code 4 when a record does not verify')
-    .action(async () => {
+    .description(
+      'verify the whole MAC chain and that it is not shorter than its last anchor in Temporal; exit code 4 when not',
+    )
+    .option('--require-anchor', 'also fail (exit 4) when no anchor can be read from Temporal')
+    .action(async (o: { requireAnchor?: boolean }) => {
+      const { anchor, problem } = await latestAnchor(ctx);
+      if (problem) ctx.note(`note: ${problem}: deletions of the newest records cannot be detected`);
       const result = await ctx.withAudit(async (store) => {
         if (store.devKey) ctx.note('note: AUDIT_MAC_KEY is not set: verifying with the development key');
-        return verifyAuditChain(store.pool, store.macKey);
+        const chain = await verifyAuditChain(store.pool, store.macKey);
+        return { ...chain, anchor: anchor ? await checkAuditAnchor(store.pool, anchor) : null };
       });
       ctx.print(result, formatVerification);
       if (!result.ok) {
@@ -314,6 +353,10 @@ export const auditCommands: CommandGroup = (program, ctx) => {
           EXIT.AUDIT_BROKEN,
         );
       }
+      if (result.anchor && !result.anchor.ok)
+        throw new CliError('AuditChainBroken', anchorProblem(result.anchor), EXIT.AUDIT_BROKEN);
+      if (!result.anchor && o.requireAnchor)
+        throw new CliError('AuditAnchorMissing', problem ?? 'no audit anchor', EXIT.AUDIT_BROKEN);
     });
   audit
     .command('list')

@@ -25,10 +25,12 @@ import {
 import { sealPasswordEnvelope } from './envelope';
 import { AncServiceError, isGone, toServiceError } from './errors';
 import { MAX_PASSWORD_LENGTH } from './service-error';
+import { kekTrustFromEnv, KekUntrustedError, verifyPublicKek, type KekTrust } from './kek-trust';
 import * as rotation from './rotation';
 import * as tenant from './tenant';
 
 export { AncServiceError } from './errors';
+export { jwkThumbprint, kekTrustFromEnv, type KekPin, type KekTrust } from './kek-trust';
 export type { AncSpec, AncView, CredentialStored, HealthCheckResult } from '../common/types';
 
 export { MAX_PASSWORD_LENGTH } from './service-error';
@@ -38,6 +40,12 @@ export interface AncClientOptions {
   taskQueue?: string;
   /** Set on ANCs this client creates: how often their health checks run while the tenant is active. */
   healthCheckIntervalMinutes?: number;
+  /**
+   * How the service's published key is verified before anything is sealed for it (see
+   * client/kek-trust.ts). Default: from the environment (ANC_KEK_TRUST_ANCHOR and ANC_KEK_SUBJECT,
+   * ANC_KEK_PINS, or ANC_KEK_TRUST=unverified); with none of them every seal is refused.
+   */
+  kekTrust?: KekTrust;
 }
 
 export interface CreateAncInput extends AncSpec {
@@ -83,20 +91,23 @@ export class AncClient {
   readonly taskQueue: string;
   private readonly healthCheckIntervalMinutes?: number;
   private kekCache: { kek: PublicKek; at: number } | undefined;
+  private readonly kekTrust?: KekTrust;
 
   constructor(options: AncClientOptions) {
     this.temporal = options.client;
     this.taskQueue = options.taskQueue ?? DEFAULT_TASK_QUEUE;
     this.healthCheckIntervalMinutes = options.healthCheckIntervalMinutes;
+    this.kekTrust = options.kekTrust;
   }
 
   static async connect(
-    options: { connection?: ConnectionOptions; namespace?: string; taskQueue?: string } = {},
+    options: { connection?: ConnectionOptions; namespace?: string; taskQueue?: string; kekTrust?: KekTrust } = {},
   ): Promise<AncClient> {
     const connection = await Connection.connect(options.connection ?? {});
     return new AncClient({
       client: new Client({ connection, namespace: options.namespace }),
       taskQueue: options.taskQueue,
+      kekTrust: options.kekTrust,
     });
   }
 
@@ -112,10 +123,14 @@ export class AncClient {
       connection: settings.connectionOptions,
       namespace: settings.namespace,
       taskQueue: settings.taskQueue,
+      kekTrust: kekTrustFromEnv(env),
     });
   }
 
-  /** The KEK version to seal for, published by the service's keyring workflow. Cached for a minute. */
+  /**
+   * The KEK version to seal for, published by the service's keyring workflow and verified against
+   * this client's trust configuration (AncServiceError 'KekUntrusted' otherwise). Cached for a minute.
+   */
   async publicKek(refresh = false): Promise<PublicKek> {
     if (!refresh && this.kekCache && Date.now() - this.kekCache.at < 60_000) return this.kekCache.kek;
     const handle = this.temporal.workflow.getHandle(KEYRING_WORKFLOW_ID);
@@ -124,6 +139,7 @@ export class AncClient {
       try {
         const kek = await handle.query(getPublicKekQuery);
         if (kek) {
+          this.verify(kek);
           this.kekCache = { kek, at: Date.now() };
           return kek;
         }
@@ -137,6 +153,15 @@ export class AncClient {
         );
       }
       await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+
+  private verify(kek: PublicKek): void {
+    try {
+      verifyPublicKek(kek, this.kekTrust ?? kekTrustFromEnv(process.env));
+    } catch (err) {
+      if (err instanceof KekUntrustedError) throw new AncServiceError('KekUntrusted', err.message);
+      throw err;
     }
   }
 

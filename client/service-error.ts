@@ -6,7 +6,8 @@ export const MAX_PASSWORD_LENGTH = 256;
 /** Every error the SDK throws. `type` is one of the service's error types, or a transport kind. */
 export class AncServiceError extends Error {
   constructor(
-    readonly type: ErrorType | 'ServiceUnavailable' | 'Timeout',
+    /** KekUntrusted: the service's published key failed this client's checks; nothing was sent. */
+    readonly type: ErrorType | 'ServiceUnavailable' | 'Timeout' | 'KekUntrusted',
     message: string,
   ) {
     super(message);

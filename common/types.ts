@@ -76,4 +76,29 @@ export interface PublicKek {
   /** RSA public JWK; `kid` is "<kekId>/<version>". */
   publicJwk: { kty: 'RSA'; n: string; e: string; kid: string; alg: 'RSA-OAEP-256' };
   expiresAt: string;
+  /**
+   * Certificate mode: the KEK version's certificate chain (base64 DER, leaf first). Clients check
+   * it against their trust anchor and that `publicJwk` is the leaf's key before sealing.
+   */
+  x5c?: string[];
+}
+
+/**
+ * The audit chain's head at one moment, signed outside PostgreSQL (a Key Vault key) and kept in
+ * the audit-anchor workflow's state in Temporal, where the database's owner cannot rewrite it.
+ */
+export interface AuditAnchor {
+  /** The newest record's sequence number then (0: the log was empty). */
+  seq: number;
+  /** Its MAC, hex ('' when empty). */
+  mac: string;
+  /** When the head was read, ISO. */
+  at: string;
+  /** The signing key version (Key Vault key id, or "local/<thumbprint>"). */
+  kid: string;
+  alg: 'RS256';
+  /** base64url RS256 signature of `auditAnchorPayload(anchor)`. */
+  signature: string;
+  /** The signing key's public part, to verify without Key Vault access (compare its thumbprint). */
+  publicJwk: { kty: 'RSA'; n: string; e: string };
 }

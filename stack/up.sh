@@ -142,10 +142,21 @@ start_keyvault_emulator() {
       -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >/dev/null 2>&1 \
       || fail "openssl could not create the emulator certificate"
   fi
+  if [ ! -f "$dir/kek-ca.pem" ]; then
+    # The local stand-in for the enterprise CA that issues the KEK certificate (issuer anc-test-ca);
+    # clients trust it as their anchor (ANC_KEK_TRUST_ANCHOR in .stack/env).
+    say "creating the test CA that issues the KEK certificate"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/kek-ca-key.pem" -out "$dir/kek-ca.pem" -days 3650 \
+      -subj "/CN=ANC local test CA" -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" >/dev/null 2>&1 \
+      || fail "openssl could not create the KEK test CA"
+    chmod 600 "$dir/kek-ca-key.pem"
+  fi
   if ! port_open "$KV_PORT"; then
     say "starting the Key Vault emulator on https://127.0.0.1:$KV_PORT"
     setsid nohup "$ROOT/node_modules/.bin/tsx" "$ROOT/stack/keyvault-emulator/main.ts" --port "$KV_PORT" \
-      --cert "$dir/cert.pem" --key "$dir/key.pem" --state "$dir/state.json" >"$log" 2>&1 &
+      --cert "$dir/cert.pem" --key "$dir/key.pem" --state "$dir/state.json" \
+      --ca-cert "$dir/kek-ca.pem" --ca-key "$dir/kek-ca-key.pem" >"$log" 2>&1 &
     echo $! >"$STACK/run/keyvault-emulator.pid"
   fi
   wait_port "$KV_PORT" 30 "Key Vault emulator" "$log"
@@ -197,6 +208,12 @@ ensure_chromium
   echo "KEYVAULT_URL=https://127.0.0.1:$KV_PORT"
   echo "KEYVAULT_EMULATOR=true"
   echo "KEYVAULT_CA=$STACK/keyvault/cert.pem"
+  # The KEK is a certificate issued by the test CA; clients verify it against that CA.
+  echo "KEYVAULT_KEK_MODE=certificate"
+  echo "KEYVAULT_CERT_ISSUER=anc-test-ca"
+  echo "KEYVAULT_CERT_SUBJECT=CN=anc-credential-kek"
+  echo "ANC_KEK_TRUST_ANCHOR=$STACK/keyvault/kek-ca.pem"
+  echo "ANC_KEK_SUBJECT=CN=anc-credential-kek"
   echo "TEMPORAL_CLI=$TOOLS/venv/bin/temporal"
   echo "TEMPORAL_TEST_SERVER=$TOOLS/venv/bin/temporal-test-server"
   [ -n "${LDAP_URL:-}" ] && echo "LDAP_URL=$LDAP_URL"

@@ -5,7 +5,9 @@
  * The schedule itself (which the time-skipping server does not implement) runs on the dev server.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
@@ -28,6 +30,7 @@ import type { RotationProgress, RotationWorkflowArgs } from '../workflows/rotati
 import { dumpAllTables } from './support/db';
 import { azureEmulatorKek, startEmulatorProcess, type EmulatorProcess } from './support/emulator-process';
 import { createHarness, startDevServer, startTimeSkippingServer, type Harness } from './support/harness';
+import { ROOT } from './support/stack';
 
 const DAY = 86_400_000;
 const spec = {
@@ -238,6 +241,13 @@ describe('scheduled rotation (time-skipping server, PostgreSQL, Key Vault emulat
     const started = Date.now();
     const result = await rotate(h, 'rotation-a');
     const took = Date.now() - started;
+    if (process.env.RECORD_HISTORIES) {
+      // Saved for test/replay.test.ts (a renewal, a re-wrap pass, the grace period and retirement).
+      const history = await env.client.workflow.getHandle('rotation-a').fetchHistory();
+      const message = temporal.api.history.v1.History.fromObject(history);
+      const json = temporal.api.history.v1.History.toObject(message, { longs: String, enums: String, bytes: String });
+      writeFileSync(`${ROOT}test/histories/rotation-renewal.json`, JSON.stringify(json));
+    }
     const stats = await kv.stats();
 
     expect(result.phase).toBe('done');

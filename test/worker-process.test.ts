@@ -6,7 +6,7 @@ import { AncClient } from '../client/sdk';
 import { checkHealth } from '../worker/health-server';
 import { createTestDatabase, type TestDatabase } from './support/db';
 import { startDevServer } from './support/harness';
-import { ROOT } from './support/stack';
+import { ROOT, stackKekTrust } from './support/stack';
 import { freePort, startWorkerProcess, workerEnv, type WorkerProcess } from './support/worker-process';
 
 /**
@@ -46,7 +46,7 @@ describe('the worker process (dist/worker/main.js)', () => {
   });
 
   it('completes a create, reports healthy, and serves the SDK metrics on METRICS_PORT', async () => {
-    const sdk = new AncClient({ client: env.client, taskQueue });
+    const sdk = new AncClient({ client: env.client, taskQueue, kekTrust: stackKekTrust() });
     const view = await sdk.createAnc({
       tenantId: 'contoso',
       ancId: 'hq',

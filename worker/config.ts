@@ -21,6 +21,12 @@ export interface Config {
         emulator: boolean;
         /** PEM file of an extra CA to trust for the vault's TLS certificate (the emulator's). */
         caPath?: string;
+        /** A Key Vault certificate renewed by Key Vault (default), or a bare key the service renews. */
+        mode: 'certificate' | 'key';
+        /** Certificate issuer: `Self` (local runs) or a CA issuer configured in the vault (production). */
+        certIssuer: string;
+        /** Certificate subject clients check, e.g. CN=anc-credential-kek. */
+        certSubject: string;
       }
     | { kind: 'local-dev'; dir: string; keySize: 2048 | 3072 | 4096 };
   auditMacKey: Buffer;
@@ -31,6 +37,12 @@ export interface Config {
   rotationIntervalHours: number;
   /** Disable a KEK version in Key Vault once no tenant key refers to it. */
   disableUnreferencedKekVersions: boolean;
+  auditAnchor: {
+    /** How often the audit chain's head is anchored (besides every rotation run). */
+    intervalMinutes: number;
+    /** The Key Vault key that signs anchors (sign/verify only). */
+    keyName: string;
+  };
   ldap: {
     /** ldap:// or ldaps:// URL template; `{domain}` is replaced with the AD domain name. */
     urlTemplate: string;
@@ -185,6 +197,13 @@ export const envSchema = z.object({
   ROTATION_INTERVAL_HOURS: integer(1, 24 * 31, 24),
   DISABLE_UNREFERENCED_KEK_VERSIONS: boolean(false),
 
+  // Certificate-mode KEK and audit anchors
+  KEYVAULT_KEK_MODE: oneOf(['certificate', 'key'], 'certificate'),
+  KEYVAULT_CERT_ISSUER: text('Self'),
+  KEYVAULT_CERT_SUBJECT: optionalText(),
+  AUDIT_ANCHOR_INTERVAL_MINUTES: integer(1, 24 * 60, 60),
+  AUDIT_ANCHOR_KEY_NAME: text('anc-audit-anchor'),
+
   // LDAP health checks
   LDAP_URL: text('ldaps://{domain}:636'),
   LDAP_STARTTLS: boolean(false),
@@ -266,6 +285,9 @@ export function loadConfig(rawEnv: NodeJS.ProcessEnv = process.env): Config {
       hsmOpsPerSecond: e.KEYVAULT_HSM_OPS_PER_SECOND || vaultLimitPer10s / 20,
       emulator: e.KEYVAULT_EMULATOR,
       caPath: e.KEYVAULT_CA,
+      mode: e.KEYVAULT_KEK_MODE,
+      certIssuer: e.KEYVAULT_CERT_ISSUER,
+      certSubject: e.KEYVAULT_CERT_SUBJECT ?? `CN=${e.KEYVAULT_KEY_NAME}`,
     };
   } else {
     kek = { kind: 'local-dev', dir: e.LOCAL_KEK_DIR, keySize: e.LOCAL_KEK_KEY_SIZE };
@@ -283,6 +305,7 @@ export function loadConfig(rawEnv: NodeJS.ProcessEnv = process.env): Config {
     healthCheckIntervalMinutes: e.HEALTH_CHECK_INTERVAL_MINUTES,
     rotationIntervalHours: e.ROTATION_INTERVAL_HOURS,
     disableUnreferencedKekVersions: e.DISABLE_UNREFERENCED_KEK_VERSIONS,
+    auditAnchor: { intervalMinutes: e.AUDIT_ANCHOR_INTERVAL_MINUTES, keyName: e.AUDIT_ANCHOR_KEY_NAME },
     ldap: {
       urlTemplate: e.LDAP_URL,
       startTls: e.LDAP_STARTTLS,

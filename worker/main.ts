@@ -5,9 +5,9 @@ import { createPool } from '../activities/db/pool';
 import { KekDirectory } from '../activities/kek/directory';
 import { ConfigError, loadConfig, loadLocalStackEnv } from './config';
 import { startHealthServer } from './health-server';
-import { createKekProvider } from './kek';
+import { createAuditAnchorSigner, createKekProvider } from './kek';
 import { createLogger } from './logger';
-import { ensureRotationSchedule, startSingletons } from './singletons';
+import { ensureRotationSchedule, startAuditAnchor, startSingletons } from './singletons';
 import { installRuntime } from './telemetry';
 import { ensureSearchAttributes } from './temporal';
 import { createWorkers } from './workers';
@@ -40,11 +40,18 @@ async function main(): Promise<void> {
     connection: workerConnection,
     namespace,
     taskQueue,
-    deps: { pool, kek, config, logger },
+    deps: {
+      pool,
+      kek,
+      config,
+      logger,
+      auditAnchor: createAuditAnchorSigner(config.kek, config.auditAnchor.keyName),
+    },
     config,
   });
   await startSingletons(client, taskQueue);
   await ensureRotationSchedule(client, taskQueue, config.rotationIntervalHours);
+  await startAuditAnchor(client, taskQueue, config.auditAnchor.intervalMinutes);
 
   const health =
     config.healthPort === undefined

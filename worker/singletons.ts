@@ -4,8 +4,8 @@ import {
   WorkflowIdConflictPolicy,
   type Client,
 } from '@temporalio/client';
-import { KEYRING_WORKFLOW_ID, ROTATION_SCHEDULE_ID } from '../common/ids';
-import { refreshKekSignal } from '../workflows/definitions';
+import { AUDIT_ANCHOR_WORKFLOW_ID, KEYRING_WORKFLOW_ID, ROTATION_SCHEDULE_ID } from '../common/ids';
+import { anchorAuditSignal, refreshKekSignal } from '../workflows/definitions';
 import {
   ROTATION_WORKFLOW_ID_PREFIX,
   ROTATION_WORKFLOW_TYPE,
@@ -60,4 +60,16 @@ export async function ensureRotationSchedule(
     state: { paused: previous.state.paused, note: previous.state.note },
   }));
   return 'updated';
+}
+
+/** Starts the audit-anchor singleton if it is not running yet. Idempotent. */
+export async function startAuditAnchor(client: Client, taskQueue: string, intervalMinutes: number): Promise<void> {
+  await client.workflow.signalWithStart('auditAnchorWorkflow', {
+    workflowId: AUDIT_ANCHOR_WORKFLOW_ID,
+    taskQueue,
+    args: [{ intervalMinutes }],
+    signal: anchorAuditSignal,
+    signalArgs: [],
+    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+  });
 }

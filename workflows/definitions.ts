@@ -1,6 +1,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type {
   AncView,
+  AuditAnchor,
   CreateAncRequest,
   CredentialStored,
   DeleteAncRequest,
@@ -23,3 +24,9 @@ export const tenantStateSignal = defineSignal<[{ state: 'active' | 'deactivated'
 // Keyring singleton
 export const getPublicKekQuery = defineQuery<PublicKek | undefined>('getPublicKek');
 export const refreshKekSignal = defineSignal('refreshKek');
+
+// Audit anchor singleton
+/** The newest anchors of the audit chain's head, oldest first. */
+export const getAuditAnchorsQuery = defineQuery<AuditAnchor[]>('getAuditAnchors');
+/** Anchor the audit chain's head now (sent by every rotation run). */
+export const anchorAuditSignal = defineSignal('anchorAudit');

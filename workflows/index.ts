@@ -1,5 +1,6 @@
 // Every workflow the worker runs. Each lifecycle step lives in the file named for it.
 export { ancWorkflow } from './anc';
+export { auditAnchorWorkflow } from './audit-anchor';
 export { keyringWorkflow } from './keyring';
 export { rotationWorkflow } from './rotation';
 export { tenantWorkflow } from './tenant';

@@ -14,10 +14,10 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { HSM_PRIORITY, hsmTaskQueue } from '../common/hsm';
-import { KEYRING_WORKFLOW_ID } from '../common/ids';
+import { AUDIT_ANCHOR_WORKFLOW_ID, KEYRING_WORKFLOW_ID } from '../common/ids';
 import type { ReplaceBatchResult, RewrapBatchResult } from '../common/rotation';
 import { addCounter, setGauge } from '../common/metrics';
-import { refreshKekSignal } from './definitions';
+import { anchorAuditSignal, refreshKekSignal } from './definitions';
 import {
   rotationProgressQuery,
   type RewrapCursor,
@@ -333,6 +333,15 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
         p.phase = 'done';
         p.finishedAt = new Date(Date.now()).toISOString();
         addCounter(metricMeter, 'rotationRuns', 1, { outcome: 'completed' });
+        // Every run anchors the audit chain's head outside PostgreSQL. Best effort: the anchor
+        // workflow also anchors on its own interval, and it may not run (tests).
+        if (patched('audit-anchor-after-rotation')) {
+          try {
+            await getExternalWorkflowHandle(AUDIT_ANCHOR_WORKFLOW_ID).signal(anchorAuditSignal);
+          } catch (err) {
+            log.info('audit anchor workflow not signalled', { error: String(err) });
+          }
+        }
         touch();
         return p;
       }

@@ -26,7 +26,7 @@ export interface AzureKeyVaultKekOptions {
   disableChallengeResourceVerification?: boolean;
 }
 
-function statusOf(err: unknown): number | undefined {
+export function statusOf(err: unknown): number | undefined {
   return typeof err === 'object' && err !== null && 'statusCode' in err
     ? (err as { statusCode?: number }).statusCode
     : undefined;
@@ -41,15 +41,16 @@ function statusOf(err: unknown): number | undefined {
  */
 export class AzureKeyVaultKekProvider implements KekProvider {
   readonly kind = 'azure-key-vault' as const;
-  private readonly counters = emptyStats();
+  readonly mode: 'certificate' | 'key' = 'key';
+  protected readonly counters = emptyStats();
   private readonly keys: KeyClient;
   // The SDK mutates the options object it is given, so each client gets a fresh one.
-  private readonly clientOptions: () => KeyClientOptions;
-  private readonly versions = new Map<string, KekVersion>();
+  protected readonly clientOptions: () => KeyClientOptions;
+  protected readonly versions = new Map<string, KekVersion>();
   /** Per version: its crypto client, and that client's first call, which later calls wait for. */
   private readonly crypto = new Map<string, { client: CryptographyClient; firstCall: Promise<unknown> }>();
 
-  constructor(private readonly opts: AzureKeyVaultKekOptions) {
+  constructor(protected readonly opts: AzureKeyVaultKekOptions) {
     const counters = this.counters;
     // Requests whose latest attempt was throttled or failed on the server side.
     const backingOff = new WeakSet<object>();

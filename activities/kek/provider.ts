@@ -12,6 +12,8 @@ export interface KekVersion {
   /** When this version stops being usable; renewal starts three months before. */
   expiresAt: Date;
   enabled: boolean;
+  /** Certificate mode: the version's certificate chain (base64 DER, leaf first), as JWK `x5c`. */
+  x5c?: string[];
 }
 
 export interface KekStats {
@@ -30,6 +32,13 @@ export interface KekStats {
  */
 export interface KekProvider {
   readonly kind: 'azure-key-vault' | 'local-dev';
+  /** Key Vault certificate (renewed by Key Vault through its policy) or a bare key; absent means key. */
+  readonly mode?: 'certificate' | 'key';
+  /**
+   * When the rotation must act on the current version (create one in key mode, ask Key Vault to
+   * renew in certificate mode). Absent: three calendar months before expiry.
+   */
+  renewalDue?(expiresAt: Date, now: Date): boolean;
   /** The newest enabled version, or undefined when the KEK has no version yet. */
   currentVersion(): Promise<KekVersion | undefined>;
   getVersion(version: string): Promise<KekVersion>;
@@ -60,6 +69,17 @@ export class KekVersionNotFoundError extends Error {
 export function wrapWithPublicKey(publicJwk: JsonWebKey, key: Buffer): Buffer {
   const publicKey = createPublicKey({ key: publicJwk, format: 'jwk' });
   return publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, key);
+}
+
+/** A version that is disabled or past its expiry never wraps a new key. */
+export class KekVersionUnusableError extends Error {
+  constructor(
+    readonly version: string,
+    readonly reason: 'disabled' | 'expired',
+  ) {
+    super(`KEK version ${version} is ${reason}: it cannot wrap a new key`);
+    this.name = 'KekVersionUnusableError';
+  }
 }
 
 export function emptyStats(): KekStats {

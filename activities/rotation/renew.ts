@@ -13,20 +13,29 @@ import { addUtcMonths, KEK_VALIDITY_MONTHS, kekRenewalDue } from './shared';
 const KEK_RENEWAL_LOCK_ID = 0x616e636b; // "anck"
 
 /**
- * Creates a new KEK version (valid one year) when fewer than three months remain on the current
- * one. Idempotent: a retry after the version was created finds it current with a year left and
- * creates nothing; it still reports the renewal until its audit record exists.
+ * Key mode: creates a new KEK version (valid one year) when fewer than three months remain on the
+ * current one. Certificate mode: Key Vault renews the certificate itself (AutoRenew, 90 days before
+ * expiry); a version it made is adopted here (audited once, then re-wrapped to by the next step),
+ * and when 90 days or fewer remain with no newer version the service asks Key Vault to renew
+ * through the policy. An expired or disabled version is never current. Idempotent: a retry after
+ * the version was created finds it current with a year left and creates nothing; it still reports
+ * the renewal until its audit record exists.
  */
 export async function renewKekIfDue(deps: ActivityDeps, input: RenewKekInput): Promise<RenewKekResult> {
   const now = new Date(input.nowMs);
   const provider = deps.kek.provider;
   return inTransaction(deps.pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock($1)', [KEK_RENEWAL_LOCK_ID]);
-    const enabled = (await provider.listVersions()).filter((v) => v.enabled);
+    const certificate = provider.mode === 'certificate';
+    const enabled = (await provider.listVersions()).filter(
+      (v) => v.enabled && (!certificate || v.expiresAt.getTime() > now.getTime()),
+    );
     let current: KekVersion | undefined = enabled.at(-1);
     let previous: KekVersion | undefined = enabled.at(-2);
     let created = false;
-    if (!current || kekRenewalDue(current.expiresAt, now)) {
+    const due = (v: KekVersion): boolean =>
+      provider.renewalDue ? provider.renewalDue(v.expiresAt, now) : kekRenewalDue(v.expiresAt, now);
+    if (!current || due(current)) {
       previous = current;
       current = await provider.createVersion(addUtcMonths(now, KEK_VALIDITY_MONTHS));
       created = true;
@@ -55,6 +64,10 @@ export async function renewKekIfDue(deps: ActivityDeps, input: RenewKekInput): P
           previousKekVersion: previous?.version ?? null,
           expiresAt: current.expiresAt.toISOString(),
           previousExpiresAt: previous?.expiresAt.toISOString() ?? null,
+          kekMode: provider.mode ?? 'key',
+          // Who made the version: the service (key mode), Key Vault at the service's request
+          // (certificate mode, renewal due), or Key Vault's own AutoRenew (adopted).
+          source: created ? (certificate ? 'renewal-requested' : 'created') : 'adopted',
         },
       });
       deps.logger.info(

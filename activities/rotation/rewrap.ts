@@ -25,10 +25,10 @@ interface StaleKeyRow {
 export async function rewrapTenantKeys(deps: ActivityDeps, input: RewrapBatchInput): Promise<RewrapBatchResult> {
   const provider = deps.kek.provider;
   const target = await provider.getVersion(input.targetKekVersion);
-  if (!target.enabled) {
+  if (!target.enabled || target.expiresAt.getTime() <= input.nowMs) {
     throw ApplicationFailure.create({
       type: 'KekUnavailable',
-      message: `KEK version ${target.version} is disabled: it cannot be the re-wrap target`,
+      message: `KEK version ${target.version} is ${target.enabled ? 'expired' : 'disabled'}: it cannot be the re-wrap target`,
       nonRetryable: true,
     });
   }

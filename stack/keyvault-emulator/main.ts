@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { startKeyVaultEmulator } from './server';
 
 const USAGE =
-  'usage: tsx stack/keyvault-emulator/main.ts --port <port> --cert <cert.pem> --key <key.pem> [--state <state.json>] [--host <address>]';
+  'usage: tsx stack/keyvault-emulator/main.ts --port <port> --cert <cert.pem> --key <key.pem> [--state <state.json>] [--host <address>] [--ca-cert <ca.pem> --ca-key <ca-key.pem>]';
 
 async function main(): Promise<void> {
   let values;
@@ -23,6 +23,8 @@ async function main(): Promise<void> {
         cert: { type: 'string' },
         key: { type: 'string' },
         state: { type: 'string' },
+        'ca-cert': { type: 'string' },
+        'ca-key': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -43,6 +45,9 @@ async function main(): Promise<void> {
     certPem: readFileSync(values.cert, 'utf8'),
     keyPem: readFileSync(values.key, 'utf8'),
     ...(values.state ? { statePath: values.state } : {}),
+    ...(values['ca-cert'] && values['ca-key']
+      ? { caCertPem: readFileSync(values['ca-cert'], 'utf8'), caKeyPem: readFileSync(values['ca-key'], 'utf8') }
+      : {}),
   });
 
   let stopping = false;

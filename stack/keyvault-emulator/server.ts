@@ -10,6 +10,7 @@
  *   GET   /keys/{name}[/{version}]                         key bundle (public part only)
  *   PATCH /keys/{name}[/{version}]                         update attributes, key_ops, tags
  *   POST  /keys/{name}[/{version}]/{wrapkey|unwrapkey|encrypt|decrypt}
+ *   POST  /keys/{name}[/{version}]/{sign|verify}           RS256 over a SHA-256 digest
  *
  * Every vault request needs `?api-version=` and `Authorization: Bearer <anything>`; without a
  * bearer token the emulator answers 401 with the same `WWW-Authenticate` challenge Key Vault
@@ -19,10 +20,16 @@
  * (PKCS#8 PEM, written atomically with mode 0600). Nothing is logged: request bodies carry
  * key material.
  *
+ * and the certificates subset `@azure/keyvault-certificates` uses (see certificates.ts): create with
+ * a policy and its pending operation, get, get a version, list versions, get and update the policy;
+ * the key behind each certificate version is served under /keys like any other key.
+ *
  * Test hooks (no authentication, not part of Key Vault): `control` in-process, and over HTTP
  *   POST /_emulator/faults  {"count":2,"status":429,"retryAfterSeconds":0}
  *   GET  /_emulator/stats
  *   POST /_emulator/reset
+ *   POST /_emulator/clock   {"advanceSeconds":86400}  moves the emulator's clock; due AutoRenew actions run
+ *   GET  /_emulator/ca      the test CA's certificate (PEM) that issues non-Self certificates
  */
 import {
   constants as cryptoConstants,
@@ -30,6 +37,8 @@ import {
   createPublicKey,
   generateKeyPair,
   privateDecrypt,
+  privateEncrypt,
+  publicDecrypt,
   publicEncrypt,
   randomBytes,
   randomUUID,
@@ -41,6 +50,15 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
+import {
+  CertError,
+  createCertificateStore,
+  generateTestCa,
+  loadTestCa,
+  parsePolicy,
+  type CertEntry,
+  type TestCa,
+} from './certificates';
 
 // ------------------------------------------------------------------------------------------ API
 
@@ -63,6 +81,9 @@ export type OperationName =
   | 'unwrapkey'
   | 'encrypt'
   | 'decrypt'
+  | 'sign'
+  | 'verify'
+  | 'certificates'
   | 'unsupported';
 
 export type CryptoOperationName = 'wrapkey' | 'unwrapkey' | 'encrypt' | 'decrypt';
@@ -88,6 +109,10 @@ export interface EmulatorControl {
   stats(): EmulatorStats;
   /** Clears queued faults and statistics. Keys are kept. */
   reset(): void;
+  /** Moves the emulator's clock forward and runs the certificates' due AutoRenew actions; returns the new time. */
+  advanceClock(seconds: number): Promise<number>;
+  /** The test CA certificate (PEM) that issues certificates of a non-Self issuer. */
+  caPem(): Promise<string>;
 }
 
 export interface KeyVaultEmulatorOptions {
@@ -101,6 +126,9 @@ export interface KeyVaultEmulatorOptions {
   statePath?: string;
   /** Milliseconds since the epoch; drives created/updated, exp/nbf checks and stats timestamps. */
   clock?: () => number;
+  /** The test CA for non-Self certificate issuers (PEM); a fresh one is made when absent. */
+  caCertPem?: string;
+  caKeyPem?: string;
 }
 
 export interface KeyVaultEmulator {
@@ -175,6 +203,17 @@ interface KeyEntry {
 
 interface StateFile {
   format: 'keyvault-emulator-state/v1';
+  /** Absent in files written before the certificates API. */
+  certificates?: Array<{
+    name: string;
+    policy: unknown;
+    versions: Array<{
+      version: string;
+      cer: string;
+      attributes: CertEntry['versions'][number]['attributes'];
+      tags?: Record<string, string>;
+    }>;
+  }>;
   keys: Array<{
     name: string;
     versions: Array<{
@@ -212,18 +251,60 @@ const keyNotFound = (name: string, version?: string): KvError =>
   );
 
 const generateKeyPairAsync = promisify(generateKeyPair);
+/** DER DigestInfo prefix of a SHA-256 digest (RFC 8017 9.2). */
+const SHA256_DIGEST_INFO = Buffer.from('3031300d060960864801650304020105000420', 'hex');
 
 // ------------------------------------------------------------------------------------------ server
 
 export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Promise<KeyVaultEmulator> {
-  const clock = opts.clock ?? Date.now;
+  const baseClock = opts.clock ?? Date.now;
+  let clockOffsetMs = 0;
+  const clock = (): number => baseClock() + clockOffsetMs;
+  let caPromise: Promise<TestCa> | undefined;
+  const testCa = (): Promise<TestCa> =>
+    (caPromise ??= opts.caCertPem && opts.caKeyPem ? loadTestCa(opts.caCertPem, opts.caKeyPem) : generateTestCa());
   const nowSeconds = (): number => Math.floor(clock() / 1000);
   const listenHost = opts.host ?? '127.0.0.1';
   const keys = new Map<string, KeyEntry>();
+  let initialCerts: CertEntry[] = [];
   if (opts.statePath) {
     mkdirSync(dirname(opts.statePath), { recursive: true });
-    for (const entry of loadState(opts.statePath)) keys.set(entry.name, entry);
+    const loaded = loadState(opts.statePath);
+    for (const entry of loaded.keys) keys.set(entry.name, entry);
+    initialCerts = loaded.certificates;
   }
+  const certificates = createCertificateStore({
+    ca: testCa,
+    nowMs: clock,
+    initial: initialCerts,
+    persist: () => {
+      if (opts.statePath) writeStateAtomically(opts.statePath, keys, certificates.certs);
+    },
+    keys: {
+      addKey(name, version, kty, keySize, keyOps, exp, nbf, privateKey, publicKey) {
+        const jwk = publicKey.export({ format: 'jwk' });
+        const now = nowSeconds();
+        const kv: KeyVersion = {
+          version,
+          kty,
+          keySize,
+          keyOps,
+          attributes: { enabled: true, nbf, exp, created: now, updated: now },
+          privateKey,
+          publicKey,
+          n: jwk.n as string,
+          e: jwk.e as string,
+        };
+        const existing = keys.get(name);
+        if (existing) existing.versions.push(kv);
+        else keys.set(name, { name, versions: [kv] });
+      },
+      setKeyEnabled(name, version, enabled) {
+        const kv = keys.get(name)?.versions.find((v) => v.version === version);
+        if (kv) kv.attributes.enabled = enabled;
+      },
+    },
+  });
 
   // ---------------------------------------------------------------- stats and faults
   const faults: FaultSpec[] = [];
@@ -263,6 +344,15 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
       faults.length = 0;
       stats = emptyStats();
     },
+    async advanceClock(seconds) {
+      if (!Number.isFinite(seconds) || seconds < 0) throw new TypeError('advanceClock: seconds must be >= 0');
+      clockOffsetMs += seconds * 1000;
+      await certificates.runLifetimeActions();
+      return clock();
+    },
+    async caPem() {
+      return (await testCa()).certPem;
+    },
   };
 
   // ---------------------------------------------------------------- persistence
@@ -271,7 +361,7 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
     const undo = mutate();
     if (!opts.statePath) return;
     try {
-      writeStateAtomically(opts.statePath, keys);
+      writeStateAtomically(opts.statePath, keys, certificates.certs);
     } catch {
       undo();
       throw new KvError(500, 'InternalServerError', 'The emulator could not persist its state file.');
@@ -500,6 +590,37 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
     return { kid: `${base}/keys/${name}/${kv.version}`, value: output.toString('base64url') };
   }
 
+  /** RS256 over the SHA-256 digest the client sends (PKCS#1 v1.5 with the DigestInfo prefix). */
+  function signOperation(
+    base: string,
+    op: 'sign' | 'verify',
+    name: string,
+    version: string | undefined,
+    body: Record<string, unknown>,
+  ): unknown {
+    const { kv } = findVersion(name, version);
+    ensureEnabled(kv, op);
+    if (!kv.keyOps.includes(op)) {
+      throw new KvError(403, 'Forbidden', `Operation ${op} is not permitted on this key.`, 'KeyOperationForbidden');
+    }
+    if (body.alg !== 'RS256') throw badParameter('The emulator signs with RS256 only.');
+    const digest = decodeBase64Url(op === 'sign' ? body.value : body.digest, op === 'sign' ? 'value' : 'digest');
+    if (digest.length !== 32) throw badParameter('The digest must be 32 bytes (SHA-256).');
+    const digestInfo = Buffer.concat([SHA256_DIGEST_INFO, digest]);
+    if (op === 'sign') {
+      const signature = privateEncrypt({ key: kv.privateKey, padding: cryptoConstants.RSA_PKCS1_PADDING }, digestInfo);
+      return { kid: `${base}/keys/${name}/${kv.version}`, value: signature.toString('base64url') };
+    }
+    const signature = decodeBase64Url(body.value, 'value');
+    let recovered: Buffer | undefined;
+    try {
+      recovered = publicDecrypt({ key: kv.publicKey, padding: cryptoConstants.RSA_PKCS1_PADDING }, signature);
+    } catch {
+      recovered = undefined;
+    }
+    return { value: recovered !== undefined && recovered.equals(digestInfo) };
+  }
+
   // ---------------------------------------------------------------- request handling
   async function handleVault(req: IncomingMessage, res: ServerResponse, url: URL, body: Buffer): Promise<void> {
     const method = req.method ?? 'GET';
@@ -538,6 +659,17 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
 
     const base = vaultBase(req, serverUrl);
     const json = (): Record<string, unknown> => parseJsonBody(body);
+    if (route.op === 'certificates') {
+      const seg = url.pathname.split('/').slice(1).map(decodeSegment);
+      try {
+        const out = await certificates.handle(method, seg, base, json);
+        sendJson(res, out.status, out.body);
+      } catch (e) {
+        if (e instanceof CertError) throw new KvError(e.status, e.code, e.message);
+        throw e;
+      }
+      return;
+    }
     const { name, version } = route;
     if (version !== undefined && !KEY_VERSION.test(version)) throw keyNotFound(name ?? '', version);
 
@@ -581,6 +713,10 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
       case 'update':
         result = updateKey(base, name!, version, json());
         break;
+      case 'sign':
+      case 'verify':
+        result = signOperation(base, route.op, name!, version, json());
+        break;
       case 'wrapkey':
       case 'unwrapkey':
       case 'encrypt':
@@ -597,7 +733,7 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
     sendJson(res, 200, result);
   }
 
-  function handleControl(req: IncomingMessage, res: ServerResponse, url: URL, body: Buffer): void {
+  async function handleControl(req: IncomingMessage, res: ServerResponse, url: URL, body: Buffer): Promise<void> {
     const method = req.method ?? 'GET';
     if (url.pathname === '/_emulator/faults' && method === 'POST') {
       const spec = parseJsonBody(body);
@@ -621,6 +757,18 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
       sendJson(res, 200, { reset: true });
       return;
     }
+    if (url.pathname === '/_emulator/clock' && method === 'POST') {
+      const spec = parseJsonBody(body);
+      const seconds = spec.advanceSeconds;
+      if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0)
+        throw badParameter('advanceSeconds must be a non-negative number.');
+      sendJson(res, 200, { nowMs: await control.advanceClock(seconds) });
+      return;
+    }
+    if (url.pathname === '/_emulator/ca' && method === 'GET') {
+      sendJson(res, 200, { pem: await control.caPem() });
+      return;
+    }
     throw new KvError(404, 'NotFound', 'Unknown emulator control endpoint.');
   }
 
@@ -636,7 +784,7 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
     readBody(req)
       .then(async (body) => {
         const url = new URL(req.url ?? '/', 'https://emulator.invalid');
-        if (url.pathname.startsWith('/_emulator/')) handleControl(req, res, url, body);
+        if (url.pathname.startsWith('/_emulator/')) await handleControl(req, res, url, body);
         else await handleVault(req, res, url, body);
       })
       .catch((err: unknown) => {
@@ -704,6 +852,11 @@ function routeOf(method: string, pathname: string): Route {
   // Keep empty segments: the SDK sends /keys/{name}/ for "latest" and /keys/{name}//wrapkey when a
   // CryptographyClient was built from a key id without a version.
   const seg = pathname.split('/').slice(1).map(decodeSegment);
+  if (seg[0] === 'keys' && seg.length === 4 && method === 'POST' && seg[1]) {
+    const op = (seg[3] ?? '').toLowerCase();
+    if (op === 'sign' || op === 'verify') return { op, name: seg[1], version: seg[2] ? seg[2] : undefined };
+  }
+  if (seg[0] === 'certificates' && seg.length >= 2 && seg[1]) return { op: 'certificates' };
   if (seg[0] !== 'keys') return { op: 'unsupported' };
   const name = seg[1];
   const v = (s: string | undefined): string | undefined => (s ? s : undefined);
@@ -877,12 +1030,12 @@ function newVersionId(): string {
 
 // ------------------------------------------------------------------------------------------ state file
 
-function loadState(path: string): KeyEntry[] {
+function loadState(path: string): { keys: KeyEntry[]; certificates: CertEntry[] } {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { keys: [], certificates: [] };
     throw e;
   }
   // A state file that cannot be read is an error, never a reason to start empty and overwrite keys.
@@ -890,7 +1043,20 @@ function loadState(path: string): KeyEntry[] {
   if (state?.format !== 'keyvault-emulator-state/v1' || !Array.isArray(state.keys)) {
     throw new Error(`keyvault-emulator: ${path} is not a keyvault-emulator state file`);
   }
-  return state.keys.map((k) => ({
+  const certificates: CertEntry[] = (state.certificates ?? []).map((c) => {
+    const policy = parsePolicy(c.policy);
+    return {
+      name: c.name,
+      policy,
+      versions: c.versions.map((v) => ({
+        version: v.version,
+        der: Buffer.from(v.cer, 'base64'),
+        attributes: { ...v.attributes },
+        ...(v.tags ? { tags: { ...v.tags } } : {}),
+      })),
+    };
+  });
+  const loadedKeys = state.keys.map((k) => ({
     name: k.name,
     versions: k.versions.map((v) => {
       const privateKey = createPrivateKey(v.privateKeyPem);
@@ -913,11 +1079,22 @@ function loadState(path: string): KeyEntry[] {
       };
     }),
   }));
+  return { keys: loadedKeys, certificates };
 }
 
-function writeStateAtomically(path: string, keys: Map<string, KeyEntry>): void {
+function writeStateAtomically(path: string, keys: Map<string, KeyEntry>, certs: Map<string, CertEntry>): void {
   const state: StateFile = {
     format: 'keyvault-emulator-state/v1',
+    certificates: [...certs.values()].map((c) => ({
+      name: c.name,
+      policy: c.policy,
+      versions: c.versions.map((v) => ({
+        version: v.version,
+        cer: v.der.toString('base64'),
+        attributes: v.attributes,
+        ...(v.tags ? { tags: v.tags } : {}),
+      })),
+    })),
     keys: [...keys.values()].map((entry) => ({
       name: entry.name,
       versions: entry.versions.map((v) => ({
@@ -969,6 +1146,9 @@ function emptyStats(): EmulatorStats {
       unwrapkey: 0,
       encrypt: 0,
       decrypt: 0,
+      sign: 0,
+      verify: 0,
+      certificates: 0,
       unsupported: 0,
     },
     cryptoTimestamps: { wrapkey: [], unwrapkey: [], encrypt: [], decrypt: [] },

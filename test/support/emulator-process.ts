@@ -4,6 +4,7 @@ import { rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { AzureKeyVaultKekProvider } from '../../activities/kek/azure-key-vault';
+import { AzureKeyVaultCertificateKekProvider } from '../../activities/kek/azure-key-vault-certificate';
 import { SlidingWindowLimiter } from '../../activities/kek/rate-limiter';
 import type { EmulatorStats, FaultStatus } from '../../stack/keyvault-emulator/server';
 import { emulatorCredential } from '../../worker/kek';
@@ -27,6 +28,10 @@ export interface EmulatorProcess {
   reset(): Promise<void>;
   /** The next `count` authenticated vault requests fail with `status`. */
   faults(count: number, status: FaultStatus, retryAfterSeconds?: number): Promise<void>;
+  /** Moves the emulator's clock forward (its AutoRenew actions run); returns its new time (ms). */
+  advanceClock(seconds: number): Promise<number>;
+  /** The emulator's test CA (PEM), which issues certificates of any issuer other than Self. */
+  testCaPem(): Promise<string>;
   /** Stops the process and removes its certificate. */
   stop(): Promise<void>;
 }
@@ -88,6 +93,9 @@ export async function startEmulatorProcess(): Promise<EmulatorProcess> {
         ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
       });
     },
+    advanceClock: async (seconds) =>
+      ((await control('POST', '/_emulator/clock', { advanceSeconds: seconds })) as { nowMs: number }).nowMs,
+    testCaPem: async () => ((await control('GET', '/_emulator/ca')) as { pem: string }).pem,
     async stop() {
       child.kill('SIGTERM');
       await exited;
@@ -112,5 +120,25 @@ export function azureEmulatorKek(
     limiter: new SlidingWindowLimiter(opts.hsmOpsPerSecond ?? 1000),
     trustedCaPem: vault.caPem,
     disableChallengeResourceVerification: true,
+  });
+}
+
+/** The certificate-mode KEK on the emulator: a fresh certificate name unless one is given. */
+export function azureEmulatorCertificateKek(
+  vault: { url: string; caPem: string },
+  opts: { keyName?: string; hsmOpsPerSecond?: number; issuerName?: string; subject?: string } = {},
+): AzureKeyVaultCertificateKekProvider {
+  const keyName = opts.keyName ?? `kek-${randomBytes(6).toString('hex')}`;
+  return new AzureKeyVaultCertificateKekProvider({
+    vaultUrl: vault.url,
+    keyName,
+    keySize: 2048,
+    credential: emulatorCredential,
+    limiter: new SlidingWindowLimiter(opts.hsmOpsPerSecond ?? 1000),
+    trustedCaPem: vault.caPem,
+    disableChallengeResourceVerification: true,
+    issuerName: opts.issuerName ?? 'anc-test-ca',
+    subject: opts.subject ?? `CN=${keyName}`,
+    pollIntervalMs: 20,
   });
 }

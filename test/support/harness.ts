@@ -11,7 +11,7 @@ import type { AzureKeyVaultKekProvider } from '../../activities/kek/azure-key-va
 import { KekDirectory } from '../../activities/kek/directory';
 import { LocalDevKekProvider } from '../../activities/kek/local-dev';
 import type { KekProvider } from '../../activities/kek/provider';
-import { AncClient } from '../../client/sdk';
+import { AncClient, type KekTrust } from '../../client/sdk';
 import { hsmTaskQueue } from '../../common/hsm';
 import {
   AncIdKey,
@@ -108,6 +108,8 @@ export async function createHarness(opts: {
   config?: Partial<ActivityDeps['config']>;
   healthCheckIntervalMinutes?: number;
   startSingletons?: boolean;
+  /** How the harness's SDK verifies the published key; default unverified (the local KEK has no certificate). */
+  kekTrust?: KekTrust;
 }): Promise<Harness> {
   const db = await createTestDatabase();
   const logs = new LogSink();
@@ -146,6 +148,7 @@ export async function createHarness(opts: {
       client: opts.env.client,
       taskQueue,
       healthCheckIntervalMinutes: opts.healthCheckIntervalMinutes,
+      kekTrust: opts.kekTrust ?? { unverified: true },
     }),
     async startWorker(overrides = {}) {
       const { hsm, main } = splitActivities({ ...createActivities(deps), ...overrides.activities });

@@ -30,3 +30,10 @@ export function stackEnv(): StackEnv {
   }
   return env as unknown as StackEnv;
 }
+
+/** What clients of the local stack trust: the test CA stack/up.sh made, for the KEK certificate's subject. */
+export function stackKekTrust(): { trustAnchorPem: string; subject: string } {
+  const file = `${ROOT}.stack/keyvault/kek-ca.pem`;
+  if (!existsSync(file)) throw new Error(`no ${file}: run "bash stack/up.sh" to create the local test CA`);
+  return { trustAnchorPem: readFileSync(file, 'utf8'), subject: 'CN=anc-credential-kek' };
+}

@@ -39,6 +39,9 @@ export function workerEnv(opts: {
     KEYVAULT_EMULATOR: 'true',
     KEYVAULT_CA: stack.KEYVAULT_CA,
     KEYVAULT_KEY_NAME: `worker-process-${randomBytes(4).toString('hex')}`,
+    // The KEK certificate from the stack's test CA, which clients trust (test/support/stack.ts).
+    KEYVAULT_CERT_ISSUER: 'anc-test-ca',
+    KEYVAULT_CERT_SUBJECT: 'CN=anc-credential-kek',
     LDAP_URL: stack.LDAP_URL ?? 'ldap://127.0.0.1:1',
     DNS_OVERRIDES: 'corp.contoso.test=127.0.0.1',
     LOG_LEVEL: 'info',
