@@ -2,6 +2,7 @@ import { deleteAncData, provideCredential, type DeleteAncInput, type ProvideCred
 import type { ActivityDeps } from './deps';
 import { checkAncHealth, type CheckAncHealthInput } from './health/check';
 import { describeCurrentKek } from './keyring';
+import { resealFormat1Credentials, type ResealBatchInput } from './reseal';
 import { createRotationActivities } from './rotation';
 import { createTenantActivities } from './tenant';
 
@@ -13,6 +14,7 @@ export function createActivities(deps: ActivityDeps) {
     describeCurrentKek: () => describeCurrentKek(deps),
     checkAncHealth: (input: CheckAncHealthInput) => checkAncHealth(deps, input),
     ...createRotationActivities(deps),
+    resealFormat1Credentials: (input: ResealBatchInput) => resealFormat1Credentials(deps, input),
     ...createTenantActivities(deps),
   };
 }
