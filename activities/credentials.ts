@@ -1,5 +1,6 @@
 import { permanentFailure } from '../common/errors';
 import type { AncSpec, CredentialStored } from '../common/types';
+import { PASSWORD_RULE_MESSAGES, passwordRuleBroken } from '../common/validation';
 import { PasswordPolicyError, sealCredential } from './crypto/seal';
 import { zero } from './crypto/tenant-key';
 import { appendAudit } from './db/audit';
@@ -79,6 +80,9 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
     receivedAtMs: input.receivedAtMs,
     maxAgeSeconds: deps.config.envelopeMaxAgeSeconds,
   });
+  // The password rule (common/validation.ts), before anything is written.
+  const broken = passwordRuleBroken(opened.password);
+  if (broken) throw permanentFailure(broken, PASSWORD_RULE_MESSAGES[broken]);
   const now = new Date(input.nowMs);
   const audit = { actor: input.actor, workflowId: input.workflowId };
 

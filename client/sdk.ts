@@ -11,7 +11,13 @@ import { loadTemporalSettings } from '../common/temporal-config';
 import { ancWorkflowId, DEFAULT_TASK_QUEUE, KEYRING_WORKFLOW_ID } from '../common/ids';
 import { AncIdKey, AncStateKey, HealthStatusKey, TenantIdKey } from '../common/search-attributes';
 import type { AncSpec, AncView, CredentialStored, HealthCheckResult, HealthStatus, PublicKek } from '../common/types';
-import { validateAncId, validateAncSpec, validateTenantId } from '../common/validation';
+import {
+  PASSWORD_RULE_MESSAGES,
+  passwordRuleBroken,
+  validateAncId,
+  validateAncSpec,
+  validateTenantId,
+} from '../common/validation';
 import type { ancWorkflow } from '../workflows/anc';
 import {
   createAncUpdate,
@@ -57,11 +63,9 @@ export interface AncSummary {
 }
 
 function checkPassword(password: unknown): asserts password is string {
-  if (typeof password !== 'string' || password.length === 0)
-    throw new AncServiceError('PasswordEmpty', 'password must not be empty');
-  if (password.length > MAX_PASSWORD_LENGTH) {
-    throw new AncServiceError('PasswordTooLong', `password must be at most ${MAX_PASSWORD_LENGTH} characters`);
-  }
+  // The rule the service enforces too (common/validation.ts), checked before anything is sealed.
+  const broken = passwordRuleBroken(password);
+  if (broken) throw new AncServiceError(broken, PASSWORD_RULE_MESSAGES[broken]);
 }
 
 /** Runs `fn`, turning Temporal's errors (including validation failures thrown locally) into AncServiceError. */

@@ -14,6 +14,7 @@ import {
 import type { Activities } from '../activities';
 import { KEYRING_WORKFLOW_ID } from '../common/ids';
 import { refreshKekSignal } from './definitions';
+import { checkRotationWorkflowArgs, START_CHECKS_PATCH } from './input-checks';
 import {
   RESEAL_FORMAT_1_PATCH,
   rotationProgressQuery,
@@ -97,6 +98,7 @@ function details(p: RotationProgress): string {
  * `getRotationProgress` query.
  */
 export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise<RotationProgress> {
+  if (patched(START_CHECKS_PATCH)) checkRotationWorkflowArgs(args);
   const rotationId = workflowInfo().workflowId;
   const batchSize = Math.max(1, Math.min(args.batchSize ?? 100, 1000));
   const batchesPerRun = Math.max(1, args.batchesPerRun ?? 100);
