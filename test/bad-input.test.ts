@@ -12,6 +12,7 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,7 +21,7 @@ import { sealPasswordEnvelope } from '../client/envelope';
 import { ancWorkflowId, tenantWorkflowId } from '../common/ids';
 import { dumpAllTables } from './support/db';
 import { createHarness, startDevServer, type Harness } from './support/harness';
-import { countEvents, historyJson } from './support/histories';
+import { countEvents, historyJson, shrinkLongStrings } from './support/histories';
 import { ROOT } from './support/stack';
 
 // Workflow and worker warnings in this process (dropped signals are logged at WARN).
@@ -405,9 +406,10 @@ describe('bad input straight to the workflows (raw Temporal client)', () => {
     expect(view.state).toBe('active');
     expect((await tenant.query<{ state: string }>('getTenant')).state).toBe('active');
     const dropped = (name: string) => warnings.filter((w) => w.includes(`${name} signal dropped`)).length;
-    expect(dropped('tenantStateChanged')).toBe(junkAnc.length);
+    // At least once each: a workflow task the server force-closed (see below) runs its signals again.
+    expect(dropped('tenantStateChanged')).toBeGreaterThanOrEqual(junkAnc.length);
     // The one sent with signal-with-start in the set-up, and two per payload here.
-    expect(dropped('deactivateTenant') + dropped('reactivateTenant')).toBe(1 + 2 * junkTenant.length);
+    expect(dropped('deactivateTenant') + dropped('reactivateTenant')).toBeGreaterThanOrEqual(1 + 2 * junkTenant.length);
     // Logs name the signal and the tenant, never echo the payload.
     expect(warnings.join('\n')).not.toContain(MB.slice(0, 1000));
     refusals.set('signals dropped', junkAnc.length + 2 * junkTenant.length + 1);
@@ -416,30 +418,41 @@ describe('bad input straight to the workflows (raw Temporal client)', () => {
   it('the database is identical, and no workflow task ever failed', async () => {
     expect(await dumpAllTables(h.db.pool)).toBe(dumpBefore);
 
+    // No input failed a workflow task in the worker. The only failures allowed are the server's own
+    // FORCE_CLOSE_COMMAND, when more than 2 MB of signals arrive while a task is in flight (it closes
+    // the task to flush them into history, and the next attempt succeeds): at most one per workflow.
+    const FORCE_CLOSE = temporal.api.enums.v1.WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND;
     let workflows = 0;
-    let taskFailures = 0;
+    let forceClosed = 0;
     for await (const wf of client.workflow.list()) {
       const history = await client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
       workflows += 1;
-      const failed = countEvents(history, 'EVENT_TYPE_WORKFLOW_TASK_FAILED');
-      const causes = (history.events ?? [])
+      const failures = (history.events ?? [])
         .map((e) => e.workflowTaskFailedEventAttributes)
-        .filter((a) => a)
-        .map((a) => `${String(a?.cause)}: ${a?.failure?.message ?? ''}`);
-      expect(failed, `${wf.workflowId}: workflow task failures ${causes.join('; ')}`).toBe(0);
-      taskFailures += failed;
+        .filter((a) => a !== null && a !== undefined);
+      const byWorker = failures.filter((a) => a.cause !== FORCE_CLOSE);
+      expect(
+        byWorker.map((a) => `${String(a.cause)}: ${a.failure?.message ?? ''}`),
+        `${wf.workflowId}: workflow task failures`,
+      ).toEqual([]);
+      expect(failures.length, `${wf.workflowId}: force-closed tasks`).toBeLessThanOrEqual(1);
+      forceClosed += failures.length;
     }
     expect(workflows).toBeGreaterThan(20);
-    expect(taskFailures).toBe(0);
 
     // The ANC workflow took every kind of junk: its history is kept for the replay test.
     const history = await anc.fetchHistory();
     expect(countEvents(history, 'EVENT_TYPE_MARKER_RECORDED')).toBeGreaterThan(0);
     if (process.env.RECORD_HISTORIES) {
       mkdirSync(`${ROOT}test/histories`, { recursive: true });
-      writeFileSync(`${ROOT}test/histories/anc-bad-input.json`, historyJson(history));
+      writeFileSync(`${ROOT}test/histories/anc-bad-input.json`, shrinkLongStrings(historyJson(history)));
+      const tenantHistory = await client.workflow.getHandle(tenantWorkflowId(tenantId)).fetchHistory();
+      writeFileSync(`${ROOT}test/histories/tenant-bad-input.json`, shrinkLongStrings(historyJson(tenantHistory)));
     }
     const summary = [...refusals.entries()].map(([type, n]) => `${type} ${n}`).join(', ');
-    console.info(`bad input: ${inputsSent} inputs refused (${summary}); ${workflows} workflows, 0 task failures`);
+    console.info(
+      `bad input: ${inputsSent} inputs refused (${summary}); ${workflows} workflows, 0 workflow task failures` +
+        ` from the worker, ${forceClosed} task(s) force-closed by the server to flush > 2 MB of buffered signals`,
+    );
   });
 });

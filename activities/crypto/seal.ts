@@ -6,8 +6,10 @@
  *
  * Version 2 — every sealed credential has the same size, whatever the password:
  *
- *   ENC_KEY | MAC_KEY = HKDF-SHA256(tenantKey, salt = "", info = "anc-credential/v2/keys", 64)
- *             (first 32 bytes encrypt, last 32 bytes authenticate)
+ *   ENC_KEY | MAC_KEY = HMAC-SHA512(tenantKey, u32be(1) | "anc-credential/v2/keys" | 0x00 | u32be(512))
+ *             (NIST SP 800-108r1 KDF in counter mode with HMAC-SHA512, one iteration, empty context;
+ *             first 32 bytes encrypt, last 32 bytes authenticate. One PRF call per seal or open,
+ *             where format 1's two HKDF derivations cost six HMAC computations.)
  *   AAD     = 0x02 | u16be(len tenantId) | tenantId | u16be(len ancId) | ancId | u32be(keyVersion)
  *             (strings UTF-8; lengths in bytes)
  *   P       = u16be(n) | UTF-8(plaintext) (n bytes) | 0x00 × (782 − n)      (always 784 bytes)
@@ -57,7 +59,7 @@ export const MAX_ID_BYTES = 255;
 
 const V1_ENC_INFO = 'anc-credential/v1/enc';
 const V1_MAC_INFO = 'anc-credential/v1/mac';
-const V2_KEYS_INFO = 'anc-credential/v2/keys';
+const V2_KDF_LABEL = 'anc-credential/v2/keys';
 const SUBKEY_BYTES = 32;
 const IV_BYTES = 16;
 const BLOCK_BYTES = 16;
@@ -74,6 +76,7 @@ export const V2_SEALED_BYTES = HEADER_BYTES + IV_BYTES + V2_PLAINTEXT_BYTES + TA
 /** version + key version + IV + one ciphertext block + tag = 69 (the shortest v1). */
 export const MIN_SEALED_BYTES = HEADER_BYTES + IV_BYTES + BLOCK_BYTES + TAG_BYTES;
 
+const ZEROS = Buffer.alloc(V2_PLAINTEXT_BYTES);
 const OPEN_ERROR_MESSAGE = 'sealed credential could not be opened';
 const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -233,7 +236,7 @@ export function openCredential(args: OpenArgs): string {
       if (format === SEAL_FORMAT_VERSION) decipher.setAutoPadding(false);
       parts.push(decipher.update(ciphertext));
       parts.push(decipher.final()); // v1: throws on bad PKCS#7 padding
-      pt = Buffer.concat(parts);
+      pt = parts[1]?.length ? Buffer.concat(parts) : (parts[0] as Buffer);
       // fatal: invalid UTF-8 is an error, not silently replaced.
       return UTF8.decode(format === SEAL_FORMAT_VERSION ? unpadV2(pt) : pt);
     } catch {
@@ -253,7 +256,7 @@ function unpadV2(pt: Buffer): Buffer {
   const n = pt.readUInt16BE(0);
   if (n === 0 || n > MAX_PASSWORD_UTF8_BYTES) throw new CredentialOpenError();
   const end = LENGTH_PREFIX_BYTES + n;
-  for (let i = end; i < pt.length; i++) if (pt[i] !== 0) throw new CredentialOpenError();
+  if (!pt.subarray(end).equals(ZEROS.subarray(0, pt.length - end))) throw new CredentialOpenError();
   return pt.subarray(LENGTH_PREFIX_BYTES, end);
 }
 
@@ -311,16 +314,25 @@ interface Subkeys {
   wipe(): void;
 }
 
-/** v2: one HKDF call for both subkeys; v1: one call each, as that format was defined. */
+/** v2: one KDF call for both subkeys; v1: one HKDF call each, as that format was defined. */
 function deriveKeys(tenantKey: Buffer, format: number | undefined): Subkeys {
   if (format === SEAL_FORMAT_V1) {
     const enc = hkdf(tenantKey, V1_ENC_INFO, SUBKEY_BYTES);
     const mac = hkdf(tenantKey, V1_MAC_INFO, SUBKEY_BYTES);
     return { enc, mac, wipe: () => (zero(enc), zero(mac)) };
   }
-  const both = hkdf(tenantKey, V2_KEYS_INFO, 2 * SUBKEY_BYTES);
+  // One PRF call gives both subkeys (the HKDF of format 1 costs two calls, each three HMACs).
+  const both = createHmac('sha512', tenantKey).update(V2_KDF_INPUT).digest();
   return { enc: both.subarray(0, SUBKEY_BYTES), mac: both.subarray(SUBKEY_BYTES), wipe: () => zero(both) };
 }
+
+/** [1]_32 | Label | 0x00 | Context (empty) | [L = 512]_32: NIST SP 800-108r1 counter mode, one iteration. */
+const V2_KDF_INPUT = Buffer.concat([
+  Buffer.from([0, 0, 0, 1]),
+  Buffer.from(V2_KDF_LABEL, 'utf8'),
+  Buffer.from([0]),
+  Buffer.from([0, 0, 2, 0]),
+]);
 
 function hkdf(tenantKey: Buffer, info: string, bytes: number): Buffer {
   // Buffer.from(ArrayBuffer) shares memory, so zeroing the Buffer wipes the derived key.
@@ -330,8 +342,9 @@ function hkdf(tenantKey: Buffer, info: string, bytes: number): Buffer {
 const EMPTY = Buffer.alloc(0);
 
 function computeTag(macKey: Buffer, aad: Buffer, iv: Buffer, ciphertext: Buffer): Buffer {
-  const al = Buffer.allocUnsafe(8);
-  al.writeBigUInt64BE(BigInt(aad.length) * 8n);
+  // u64be(bit length of AAD); the AAD is far shorter than 2^32 bits, so the high word is zero.
+  const al = Buffer.alloc(8);
+  al.writeUInt32BE(aad.length * 8, 4);
   return createHmac('sha256', macKey).update(aad).update(iv).update(ciphertext).update(al).digest();
 }
 

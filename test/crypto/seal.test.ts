@@ -79,7 +79,12 @@ function buildV2FromSpec(
   iv: Buffer,
   paddedPlaintext: Buffer,
 ): Buffer {
-  const both = Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), 'anc-credential/v2/keys', 64));
+  const kdfInput = Buffer.concat([
+    Buffer.from([0, 0, 0, 1]),
+    Buffer.from('anc-credential/v2/keys'),
+    Buffer.from([0, 0, 0, 2, 0]),
+  ]);
+  const both = createHmac('sha512', key).update(kdfInput).digest();
   const encKey = both.subarray(0, 32);
   const macKey = both.subarray(32);
   const str = (s: string) => {

@@ -18,3 +18,32 @@ export function countEvents(
   const wanted = EventType[type];
   return (history.events ?? []).filter((e) => e.eventType === wanted).length;
 }
+
+/**
+ * A saved history with every string longer than `keep` characters inside a JSON payload cut to
+ * `keep` characters, so histories of oversized inputs stay small in the repository. Only for
+ * inputs whose refusal does not depend on the exact length beyond `keep` (every limit is lower).
+ */
+export function shrinkLongStrings(historyJsonText: string, keep = 2000): string {
+  const cut = (v: unknown): unknown => {
+    if (typeof v === 'string') return v.length > keep ? v.slice(0, keep) : v;
+    if (Array.isArray(v)) return v.map(cut);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, cut(x)]));
+    return v;
+  };
+  const walk = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(walk);
+    if (!node || typeof node !== 'object') return node;
+    const record = node as Record<string, unknown>;
+    if (typeof record.data === 'string' && 'metadata' in record && record.data.length > 4 * keep) {
+      const text = Buffer.from(record.data, 'base64').toString('utf8');
+      try {
+        return { ...record, data: Buffer.from(JSON.stringify(cut(JSON.parse(text))), 'utf8').toString('base64') };
+      } catch {
+        return record; // not JSON: kept as it is
+      }
+    }
+    return Object.fromEntries(Object.entries(record).map(([k, v]) => [k, walk(v)]));
+  };
+  return JSON.stringify(walk(JSON.parse(historyJsonText)));
+}
