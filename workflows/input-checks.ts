@@ -44,7 +44,7 @@ export function checkAncWorkflowArgs(args: unknown, workflowId: string): void {
   if (workflowId !== ancWorkflowId(args.tenantId, args.ancId)) {
     throw permanentFailure('InvalidRequest', 'the workflow id must be anc/<tenantId>/<ancId> for the ids given');
   }
-  optionalNumber(args.healthCheckIntervalMinutes, 'healthCheckIntervalMinutes', 1, 7 * 24 * 60);
+  optionalNumber(args.healthCheckIntervalMinutes, 'healthCheckIntervalMinutes', 1, 366 * 24 * 60);
   optionalObject(args.carried, 'carried');
 }
 
