@@ -29,7 +29,6 @@ import {
 } from '../workflows/definitions';
 import { sealPasswordEnvelope } from './envelope';
 import { AncServiceError, isGone, toServiceError } from './errors';
-import { MAX_PASSWORD_LENGTH } from './service-error';
 import * as rotation from './rotation';
 import * as tenant from './tenant';
 

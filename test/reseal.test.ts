@@ -7,7 +7,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provideCredential } from '../activities/credentials';
 import { V2_SEALED_BYTES, _sealWithIvForTestVectors, openCredential } from '../activities/crypto/seal';
@@ -35,8 +34,6 @@ const PASSWORDS: Record<string, string> = {
   'fmt-b/long': 'L0ng#'.repeat(40),
   'fmt-b/max': '\u20ac'.repeat(256),
 };
-
-Runtime.install({ logger: new DefaultLogger('WARN') });
 
 let env: TestWorkflowEnvironment;
 let h: Harness;
