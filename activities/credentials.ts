@@ -2,6 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { permanentFailure } from '../common/errors';
 import { addCounter } from '../common/metrics';
 import type { AncSpec, CredentialStored } from '../common/types';
+import { PASSWORD_RULE_MESSAGES, passwordRuleBroken } from '../common/validation';
 import { PasswordPolicyError, sealCredential } from './crypto/seal';
 import { zero } from './crypto/tenant-key';
 import { appendAudit } from './db/audit';
@@ -95,6 +96,9 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
   }).catch((err: unknown) => {
     throw countRejection(err);
   });
+  // The password rule (common/validation.ts), before anything is written.
+  const broken = passwordRuleBroken(opened.password);
+  if (broken) throw permanentFailure(broken, PASSWORD_RULE_MESSAGES[broken]);
   const now = new Date(input.nowMs);
   const audit = { actor: input.actor, workflowId: input.workflowId };
 

@@ -3,6 +3,7 @@ import { deleteAncData, provideCredential, type DeleteAncInput, type ProvideCred
 import type { ActivityDeps } from './deps';
 import { checkAncHealth, type CheckAncHealthInput } from './health/check';
 import { describeCurrentKek } from './keyring';
+import { resealFormat1Credentials, type ResealBatchInput } from './reseal';
 import { createRotationActivities } from './rotation';
 import { createTenantActivities } from './tenant';
 
@@ -18,6 +19,7 @@ export function createActivities(deps: ActivityDeps) {
     // calls, so the queue's rate limit counts both.
     reserveHsmCall: async (): Promise<void> => undefined,
     ...createRotationActivities(deps),
+    resealFormat1Credentials: (input: ResealBatchInput) => resealFormat1Credentials(deps, input),
     ...createTenantActivities(deps),
   };
 }

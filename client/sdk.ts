@@ -12,7 +12,13 @@ import { ancWorkflowId, DEFAULT_TASK_QUEUE, KEYRING_WORKFLOW_ID } from '../commo
 import { AncIdKey, AncStateKey, HealthStatusKey, TenantIdKey } from '../common/search-attributes';
 import { ancSummary } from '../common/summaries';
 import type { AncSpec, AncView, CredentialStored, HealthCheckResult, HealthStatus, PublicKek } from '../common/types';
-import { validateAncId, validateAncSpec, validateTenantId } from '../common/validation';
+import {
+  PASSWORD_RULE_MESSAGES,
+  passwordRuleBroken,
+  validateAncId,
+  validateAncSpec,
+  validateTenantId,
+} from '../common/validation';
 import type { ancWorkflow } from '../workflows/anc';
 import {
   createAncUpdate,
@@ -24,7 +30,6 @@ import {
 } from '../workflows/definitions';
 import { sealPasswordEnvelope } from './envelope';
 import { AncServiceError, isGone, toServiceError } from './errors';
-import { MAX_PASSWORD_LENGTH } from './service-error';
 import { kekTrustFromEnv, KekUntrustedError, verifyPublicKek, type KekTrust } from './kek-trust';
 import * as rotation from './rotation';
 import * as tenant from './tenant';
@@ -66,11 +71,9 @@ export interface AncSummary {
 }
 
 function checkPassword(password: unknown): asserts password is string {
-  if (typeof password !== 'string' || password.length === 0)
-    throw new AncServiceError('PasswordEmpty', 'password must not be empty');
-  if (password.length > MAX_PASSWORD_LENGTH) {
-    throw new AncServiceError('PasswordTooLong', `password must be at most ${MAX_PASSWORD_LENGTH} characters`);
-  }
+  // The rule the service enforces too (common/validation.ts), checked before anything is sealed.
+  const broken = passwordRuleBroken(password);
+  if (broken) throw new AncServiceError(broken, PASSWORD_RULE_MESSAGES[broken]);
 }
 
 /** Runs `fn`, turning Temporal's errors (including validation failures thrown locally) into AncServiceError. */

@@ -5,6 +5,8 @@ import { ApplicationFailure } from '@temporalio/common';
  * these names; the SDK maps them to typed errors.
  */
 export const ErrorTypes = [
+  'InvalidRequest',
+  'InvalidActor',
   'InvalidTenantId',
   'InvalidAncId',
   'InvalidDisplayName',
@@ -13,6 +15,7 @@ export const ErrorTypes = [
   'InvalidUpn',
   'PasswordEmpty',
   'PasswordTooLong',
+  'PasswordInvalidCharacters',
   'InvalidEnvelope',
   'EnvelopeExpired',
   'EnvelopeReused',

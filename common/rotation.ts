@@ -10,7 +10,7 @@ export interface RewrapCursor {
 }
 
 export interface RotationFailure {
-  phase: 'rewrap' | 'replace';
+  phase: 'rewrap' | 'replace' | 'reseal';
   tenantId: string;
   tenantKeyVersion?: number;
   /** An error type, never key material. */

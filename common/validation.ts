@@ -15,8 +15,71 @@ const UPN_LOCAL_FORBIDDEN = /["/\\[\]:;|=,+*?<>@\s]/;
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 
 export const MAX_DOMAIN_NAME_LENGTH = 255;
+export const MAX_ACTOR_LENGTH = 256;
+export const MAX_REASON_LENGTH = 1024;
+/** Active Directory's longest password, in UTF-16 code units. */
+export const MAX_PASSWORD_LENGTH = 256;
+// C0 and C1 control characters and DEL: never part of a password a person or AD tooling can enter.
+// eslint-disable-next-line no-control-regex
+const PASSWORD_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f]/;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 export const MAX_OU_LENGTH = 2048;
 export const MAX_DISPLAY_NAME_LENGTH = 256;
+
+/** A request (Update or signal argument) must be a plain object. */
+export function validateRequest<T>(req: T): asserts req is T & Record<string, unknown> {
+  if (typeof req !== 'object' || req === null || Array.isArray(req)) {
+    throw permanentFailure('InvalidRequest', 'the request must be an object with the documented fields');
+  }
+}
+
+/** Who asks: recorded in the audit log, so printable and short. */
+export function validateActor(actor: unknown): asserts actor is string {
+  if (
+    typeof actor !== 'string' ||
+    actor.trim() === '' ||
+    actor.length > MAX_ACTOR_LENGTH ||
+    CONTROL_CHARS.test(actor) ||
+    LONE_SURROGATE.test(actor)
+  ) {
+    throw permanentFailure('InvalidActor', `actor must be 1-${MAX_ACTOR_LENGTH} printable characters`);
+  }
+}
+
+/** An optional free-text reason for the audit log. */
+export function validateReason(reason: unknown): asserts reason is string | undefined {
+  if (reason === undefined) return;
+  if (
+    typeof reason !== 'string' ||
+    reason.length > MAX_REASON_LENGTH ||
+    CONTROL_CHARS.test(reason) ||
+    LONE_SURROGATE.test(reason)
+  ) {
+    throw permanentFailure('InvalidRequest', `reason must be at most ${MAX_REASON_LENGTH} printable characters`);
+  }
+}
+
+/**
+ * The passwords the service accepts, the rule the worker enforces on the opened envelope and the
+ * SDK checks before sealing: 1-256 UTF-16 code units (Active Directory's limit), well-formed
+ * Unicode, and no control characters (U+0000-U+001F, U+007F-U+009F). Spaces and every other
+ * printable character, in any script, are allowed. Returns the failing rule, never the password.
+ */
+export function passwordRuleBroken(
+  password: unknown,
+): 'PasswordEmpty' | 'PasswordTooLong' | 'PasswordInvalidCharacters' | undefined {
+  if (typeof password !== 'string' || password.length === 0) return 'PasswordEmpty';
+  if (password.length > MAX_PASSWORD_LENGTH) return 'PasswordTooLong';
+  if (PASSWORD_FORBIDDEN.test(password) || LONE_SURROGATE.test(password)) return 'PasswordInvalidCharacters';
+  return undefined;
+}
+
+export const PASSWORD_RULE_MESSAGES = {
+  PasswordEmpty: 'password must not be empty',
+  PasswordTooLong: `password must be at most ${MAX_PASSWORD_LENGTH} UTF-16 code units (Active Directory's limit)`,
+  PasswordInvalidCharacters:
+    'password must be well-formed Unicode without control characters (U+0000-U+001F, U+007F-U+009F)',
+} as const;
 
 export function validateTenantId(tenantId: unknown): asserts tenantId is string {
   if (typeof tenantId !== 'string' || !ID_PATTERN.test(tenantId)) {
@@ -59,7 +122,7 @@ export function validateUpn(upn: unknown): asserts upn is string {
       'InvalidUpn',
       'adDomainUsername must be in user principal name form, such as svcDomainJoin@corp.contoso.com',
     );
-  if (typeof upn !== 'string' || upn.length > 256) throw fail();
+  if (typeof upn !== 'string' || upn.length > 256 || CONTROL_CHARS.test(upn)) throw fail();
   const at = upn.lastIndexOf('@');
   if (at <= 0 || upn.indexOf('@') !== at) throw fail();
   const local = upn.slice(0, at);
@@ -129,6 +192,7 @@ export function validateDisplayName(name: unknown): asserts name is string {
 }
 
 export function validateAncSpec(spec: AncSpec): void {
+  validateRequest(spec);
   validateDisplayName(spec.displayName);
   validateDomainName(spec.adDomainName);
   validateOrganizationalUnit(spec.organizationalUnit, spec.adDomainName);

@@ -4,6 +4,7 @@
  * meant for it (checked by SQLSTATE and constraint name, not just "some error").
  */
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { runner } from 'node-pg-migrate';
 import pg from 'pg';
@@ -12,6 +13,12 @@ import { appendAudit } from '../activities/db/audit';
 import { migrate } from '../activities/db/migrate';
 import { inTransaction, type Pool } from '../activities/db/pool';
 import { createEmptyDatabase, createTestDatabase, type TestDatabase } from './support/db';
+
+/** Every migration in migrations/, in the order they apply. */
+const ALL_MIGRATIONS = readdirSync(new URL('../migrations', import.meta.url))
+  .filter((f) => f.endsWith('.sql'))
+  .map((f) => f.replace(/\.sql$/, ''))
+  .sort();
 
 const CHECK = '23514';
 const UNIQUE = '23505';
@@ -84,11 +91,11 @@ describe('migrations', { timeout: 60_000 }, () => {
       await migrate(db.url);
       const first = await schemaSnapshot(db.url);
       for (const table of APP_TABLES) expect(first.some((s) => s.startsWith(`${table}.`))).toBe(true);
-      expect(await migrationsApplied(db.url)).toEqual(['1732233600000_initial-schema']);
+      expect(await migrationsApplied(db.url)).toEqual(ALL_MIGRATIONS);
 
       await migrate(db.url);
       expect(await schemaSnapshot(db.url)).toEqual(first);
-      expect(await migrationsApplied(db.url)).toEqual(['1732233600000_initial-schema']);
+      expect(await migrationsApplied(db.url)).toEqual(ALL_MIGRATIONS);
     } finally {
       await db.drop();
     }
@@ -98,7 +105,7 @@ describe('migrations', { timeout: 60_000 }, () => {
     const db = await emptyDatabase();
     try {
       await Promise.all([migrate(db.url), migrate(db.url), migrate(db.url)]);
-      expect(await migrationsApplied(db.url)).toEqual(['1732233600000_initial-schema']);
+      expect(await migrationsApplied(db.url)).toEqual(ALL_MIGRATIONS);
       const snapshot = await schemaSnapshot(db.url);
       for (const table of APP_TABLES) expect(snapshot.some((s) => s.startsWith(`${table}.`))).toBe(true);
     } finally {

@@ -12,13 +12,21 @@ import {
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { UpdateDefinition } from '@temporalio/common';
 import type { Activities } from '../activities';
 import { permanentFailure } from '../common/errors';
 import { HSM_PRIORITY, hsmTaskQueue } from '../common/hsm';
 import { AncStateKey, HealthStatusKey } from '../common/search-attributes';
 import { ancDetails } from '../common/summaries';
 import type { AncView, HealthCheckResult } from '../common/types';
-import { validateAncId, validateAncSpec, validateEnvelopeShape, validateTenantId } from '../common/validation';
+import {
+  validateActor,
+  validateAncId,
+  validateAncSpec,
+  validateEnvelopeShape,
+  validateRequest,
+  validateTenantId,
+} from '../common/validation';
 import {
   createAncUpdate,
   deleteAncUpdate,
@@ -28,6 +36,13 @@ import {
   updateAncPasswordUpdate,
 } from './definitions';
 import { nextHealthCheckSlot } from './health-slot';
+import {
+  checkAncWorkflowArgs,
+  isTenantStateChange,
+  SIGNAL_CHECKS_PATCH,
+  START_CHECKS_PATCH,
+  startArgsProblem,
+} from './input-checks';
 import { SerialQueue } from './serial-queue';
 
 export interface AncWorkflowArgs {
@@ -103,6 +118,20 @@ function initialView(tenantId: string, ancId: string): AncView {
  * follow the tenant's state, delete. Requests are applied one at a time in the order accepted.
  */
 export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: AncView['state'] }> {
+  if (patched(START_CHECKS_PATCH)) {
+    const problem = startArgsProblem(() => checkAncWorkflowArgs(args, workflowInfo().workflowId));
+    if (problem) {
+      // An Update sent with the start (update-with-start) is refused with the same typed failure.
+      const refuse = (_req: unknown): never => {
+        throw problem;
+      };
+      for (const u of [createAncUpdate, updateAncPasswordUpdate, deleteAncUpdate, runHealthChecksUpdate]) {
+        setHandler(u as UpdateDefinition<unknown, [unknown]>, refuse, { validator: refuse });
+      }
+      await Promise.resolve();
+      throw problem;
+    }
+  }
   const { tenantId, ancId } = args;
   const view: AncView = args.carried?.view ?? initialView(tenantId, ancId);
   const queue = new SerialQueue();
@@ -233,6 +262,8 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
     },
     {
       validator: (req) => {
+        validateRequest(req);
+        validateActor(req.actor);
         validateTenantId(tenantId);
         validateAncId(ancId);
         validateAncSpec(req);
@@ -274,31 +305,42 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
     },
     {
       validator: (req) => {
+        validateRequest(req);
+        validateActor(req.actor);
         validateEnvelopeShape(req.passwordEnvelope);
         requireActive();
       },
     },
   );
 
-  setHandler(deleteAncUpdate, async (req) => {
-    const operation = operationId();
-    return queue.run(async () => {
-      if (view.state === 'deleted' || view.state === 'creating') return { deleted: false };
-      const result = await deleteAncData.executeWithOptions(step('Delete: remove the ANC and all its data'), [
-        {
-          tenantId,
-          ancId,
-          operationId: operation,
-          actor: req.actor,
-          workflowId,
-          nowMs: Date.now(),
-        },
-      ]);
-      setState('deleted');
-      log.info('ANC deleted', ids);
-      return result;
-    });
-  });
+  setHandler(
+    deleteAncUpdate,
+    async (req) => {
+      const operation = operationId();
+      return queue.run(async () => {
+        if (view.state === 'deleted' || view.state === 'creating') return { deleted: false };
+        const result = await deleteAncData.executeWithOptions(step('Delete: remove the ANC and all its data'), [
+          {
+            tenantId,
+            ancId,
+            operationId: operation,
+            actor: req.actor,
+            workflowId,
+            nowMs: Date.now(),
+          },
+        ]);
+        setState('deleted');
+        log.info('ANC deleted', ids);
+        return result;
+      });
+    },
+    {
+      validator: (req) => {
+        validateRequest(req);
+        validateActor(req.actor);
+      },
+    },
+  );
 
   setHandler(
     runHealthChecksUpdate,
@@ -307,7 +349,13 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
         requireActive();
         return runHealthCheck(req.actor);
       }),
-    { validator: (_req) => requireActive() },
+    {
+      validator: (req) => {
+        validateRequest(req);
+        validateActor(req.actor);
+        requireActive();
+      },
+    },
   );
 
   // A tenant change that arrives while the create is still running is applied once it finishes.
@@ -317,7 +365,12 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
     if (state === 'purged') setState('deleted');
     else setState(state);
   };
-  setHandler(tenantStateSignal, ({ state }) => {
+  setHandler(tenantStateSignal, (payload) => {
+    if (patched(SIGNAL_CHECKS_PATCH) && !isTenantStateChange(payload)) {
+      log.warn('tenantStateChanged signal dropped: not a tenant state', { tenantId, ancId });
+      return;
+    }
+    const { state } = payload;
     if (view.state === 'deleted') return;
     if (view.state === 'creating') pendingTenantState = state;
     else applyTenantState(state);

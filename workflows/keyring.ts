@@ -1,7 +1,8 @@
-import { condition, continueAsNew, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { condition, continueAsNew, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PublicKek } from '../common/types';
 import { getPublicKekQuery, refreshKekSignal } from './definitions';
+import { checkKeyringWorkflowArgs, START_CHECKS_PATCH } from './input-checks';
 
 const { describeCurrentKek } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
@@ -14,6 +15,7 @@ const { describeCurrentKek } = proxyActivities<Activities>({
  * hourly.
  */
 export async function keyringWorkflow(args: { carried?: PublicKek } = {}): Promise<void> {
+  if (patched(START_CHECKS_PATCH)) checkKeyringWorkflowArgs(args);
   let current = args.carried;
   let refreshRequested = current === undefined;
   setHandler(getPublicKekQuery, () => current);

@@ -10,7 +10,17 @@ export type { RewrapCursor, RotationFailure } from '../common/rotation';
  */
 
 export type RotationPhase =
-  'starting' | 'renewing-kek' | 'replacing-tenant-keys' | 'rewrapping' | 'kek-grace' | 'retiring-kek' | 'done';
+  | 'starting'
+  | 'renewing-kek'
+  | 'replacing-tenant-keys'
+  | 'rewrapping'
+  | 'resealing-format-1'
+  | 'kek-grace'
+  | 'retiring-kek'
+  | 'done';
+
+/** The rotation re-seals credentials still in sealed format 1 to format 2 (activities/reseal.ts). */
+export const RESEAL_FORMAT_1_PATCH = 'reseal-format-1-credentials';
 
 export interface RotationCounts {
   /** Tenant keys re-wrapped with the current KEK version (one HSM unwrap each, local wrap). */
@@ -29,6 +39,8 @@ export interface RotationCounts {
   hsmUnwraps: number;
   /** Activity batches completed. */
   batches: number;
+  /** Credential versions upgraded from sealed format 1 to format 2 (same tenant key version). */
+  credentialsUpgraded?: number;
 }
 
 export interface RotationProgress {

@@ -18,7 +18,9 @@ import { AUDIT_ANCHOR_WORKFLOW_ID, KEYRING_WORKFLOW_ID } from '../common/ids';
 import type { ReplaceBatchResult, RewrapBatchResult } from '../common/rotation';
 import { addCounter, setGauge } from '../common/metrics';
 import { anchorAuditSignal, refreshKekSignal } from './definitions';
+import { checkRotationWorkflowArgs, START_CHECKS_PATCH } from './input-checks';
 import {
+  RESEAL_FORMAT_1_PATCH,
   rotationProgressQuery,
   type RewrapCursor,
   type RotationFailure,
@@ -35,7 +37,7 @@ const { renewKekIfDue, retireKekVersions } = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
   retry: RETRY_FOREVER,
 });
-const { rewrapTenantKeys, replaceExpiredTenantKeys } = proxyActivities<Activities>({
+const { rewrapTenantKeys, replaceExpiredTenantKeys, resealFormat1Credentials } = proxyActivities<Activities>({
   // A batch of 100 at the default budget takes seconds; the margin covers throttling back-off.
   startToCloseTimeout: '15 minutes',
   heartbeatTimeout: '2 minutes',
@@ -111,7 +113,7 @@ function details(p: RotationProgress): string {
   return [
     `**Key rotation** — phase \`${p.phase}\``,
     `KEK: current \`${p.kek.currentVersion ?? '?'}\`${p.kek.renewed ? ` (renewed, previous \`${p.kek.previousVersion ?? '-'}\`)` : ''}`,
-    `Re-wrapped ${c.rewrapped} (failed ${c.rewrapFailed}, pass ${p.rewrapPass}) · tenant keys replaced ${c.tenantKeysReplaced} · credentials re-sealed ${c.credentialsResealed} · old versions deleted ${c.tenantKeyVersionsDeleted} (failed ${c.replaceFailed})`,
+    `Re-wrapped ${c.rewrapped} (failed ${c.rewrapFailed}, pass ${p.rewrapPass}) · tenant keys replaced ${c.tenantKeysReplaced} · credentials re-sealed ${c.credentialsResealed} · old versions deleted ${c.tenantKeyVersionsDeleted} (failed ${c.replaceFailed}) · upgraded to sealed format 2 ${c.credentialsUpgraded ?? 0}`,
     `HSM unwraps ${c.hsmUnwraps} · batches ${c.batches} · cursor ${cursor} · continued-as-new ${p.continuedAsNew}`,
     p.kek.unreferencedVersions.length
       ? `Unreferenced KEK versions: ${p.kek.unreferencedVersions.join(', ')}${p.kek.disabledVersions.length ? ` (disabled: ${p.kek.disabledVersions.join(', ')})` : ''}`
@@ -132,6 +134,7 @@ function details(p: RotationProgress): string {
  * `getRotationProgress` query.
  */
 export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise<RotationProgress> {
+  if (patched(START_CHECKS_PATCH)) checkRotationWorkflowArgs(args);
   const rotationId = workflowInfo().workflowId;
   const batchSize = Math.max(1, Math.min(args.batchSize ?? 100, 1000));
   const batchesPerRun = Math.max(1, args.batchesPerRun ?? 100);
@@ -293,6 +296,33 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
         addCounter(metricMeter, 'rotationRewrapped', r.rewrapped);
         addCounter(metricMeter, 'rotationFailures', r.failed.length, { phase: 'rewrap' });
         p.cursor = r.next;
+        if (r.done) {
+          p.cursor = null;
+          const graceOver = !p.kek.renewed || Date.now() >= Date.parse(p.kek.renewedAt ?? '') + graceMs;
+          p.phase = graceOver ? 'retiring-kek' : 'kek-grace';
+          // Runs after the re-wrap, so the tenant keys it unwraps are wrapped by the current KEK.
+          if (patched(RESEAL_FORMAT_1_PATCH)) p.phase = 'resealing-format-1';
+        }
+        break;
+      }
+
+      case 'resealing-format-1': {
+        if (timeToContinueAsNew()) return continueAsNewWith(args, p);
+        const after = p.cursor && !('version' in p.cursor) ? p.cursor.tenantId : null;
+        const r = await resealFormat1Credentials({
+          after,
+          limit: batchSize,
+          concurrency,
+          nowMs: Date.now(),
+          rotationId,
+          actor,
+        });
+        batchesThisRun += 1;
+        p.counts.batches += 1;
+        p.counts.hsmUnwraps += r.hsmUnwraps;
+        p.counts.credentialsUpgraded = (p.counts.credentialsUpgraded ?? 0) + r.resealed;
+        recordFailures(r.failed);
+        p.cursor = r.next ? { tenantId: r.next } : null;
         if (r.done) {
           p.cursor = null;
           const graceOver = !p.kek.renewed || Date.now() >= Date.parse(p.kek.renewedAt ?? '') + graceMs;

@@ -24,6 +24,12 @@ import { PurgeAtKey, TenantIdKey, TenantStateKey } from '../common/search-attrib
 import { tenantDetails } from '../common/summaries';
 import { validateTenantId } from '../common/validation';
 import { tenantStateSignal } from './definitions';
+import {
+  checkLifecycleRequest,
+  checkTenantWorkflowArgs,
+  SIGNAL_CHECKS_PATCH,
+  START_CHECKS_PATCH,
+} from './input-checks';
 import { SerialQueue } from './serial-queue';
 import {
   deactivateTenantSignal,
@@ -109,6 +115,7 @@ function failureType(err: unknown): string | undefined {
  * in the order accepted. Continues as new after each reactivation and when history grows long.
  */
 export async function tenantWorkflow(args: TenantWorkflowArgs): Promise<{ finalState: Phase }> {
+  if (patched(START_CHECKS_PATCH)) checkTenantWorkflowArgs(args, workflowInfo().workflowId);
   const { tenantId } = args;
   validateTenantId(tenantId);
   const workflowId = workflowInfo().workflowId;
@@ -347,19 +354,28 @@ export async function tenantWorkflow(args: TenantWorkflowArgs): Promise<{ finalS
   else publish();
 
   const guard = (req: TenantLifecycleRequest) => {
+    checkLifecycleRequest(req);
     checkActor(req);
     if (phase === 'not-found') throw notFound();
     if (phase === 'purged' || phase === 'purging') throw purged();
   };
-  const fromSignal = (name: string, job: () => Promise<TenantView>) => {
+  const fromSignal = (name: string, req: unknown, job: () => Promise<TenantView>) => {
+    if (patched(SIGNAL_CHECKS_PATCH)) {
+      try {
+        checkLifecycleRequest(req);
+      } catch (err) {
+        log.warn(`${name} signal dropped`, { tenantId, error: String((err as Error)?.message ?? err) });
+        return;
+      }
+    }
     void queue.run(job).catch((err: unknown) => {
       log.warn(`${name} signal refused`, { tenantId, error: String((err as Error)?.message ?? err) });
     });
   };
 
   setHandler(getTenantQuery, snapshot);
-  setHandler(deactivateTenantSignal, (req) => fromSignal('deactivateTenant', () => deactivate(req)));
-  setHandler(reactivateTenantSignal, (req) => fromSignal('reactivateTenant', () => reactivate(req)));
+  setHandler(deactivateTenantSignal, (req) => fromSignal('deactivateTenant', req, () => deactivate(req)));
+  setHandler(reactivateTenantSignal, (req) => fromSignal('reactivateTenant', req, () => reactivate(req)));
   setHandler(deactivateTenantUpdate, (req) => queue.run(() => deactivate(req)), { validator: guard });
   setHandler(reactivateTenantUpdate, (req) => queue.run(() => reactivate(req)), { validator: guard });
 

@@ -1,28 +1,51 @@
 /**
  * Sealing format for the on-premises AD password of an Azure network connection
- * (ANC), version 1. Encrypt-then-MAC in the style of RFC 7518 §5.2
- * (AES_CBC_HMAC_SHA2), with both subkeys derived from one per-tenant key.
+ * (ANC). Encrypt-then-MAC in the style of RFC 7518 §5.2 (AES_CBC_HMAC_SHA2),
+ * with both subkeys derived from one per-tenant key. New seals use version 2;
+ * version 1 still opens, and the rotation re-seals it (activities/reseal.ts).
  *
- *   ENC_KEY = HKDF-SHA256(tenantKey, salt = "", info = "anc-credential/v1/enc", 32)
- *   MAC_KEY = HKDF-SHA256(tenantKey, salt = "", info = "anc-credential/v1/mac", 32)
- *   AAD     = 0x01 | u16be(len tenantId) | tenantId | u16be(len ancId) | ancId | u32be(keyVersion)
+ * Version 2 — every sealed credential has the same size, whatever the password:
+ *
+ *   ENC_KEY | MAC_KEY = HMAC-SHA512(tenantKey, u32be(1) | "anc-credential/v2/keys" | 0x00 | u32be(512))
+ *             (NIST SP 800-108r1 KDF in counter mode with HMAC-SHA512, one iteration, empty context;
+ *             first 32 bytes encrypt, last 32 bytes authenticate. One PRF call per seal or open,
+ *             where format 1's two HKDF derivations cost six HMAC computations.)
+ *   AAD     = 0x02 | u16be(len tenantId) | tenantId | u16be(len ancId) | ancId | u32be(keyVersion)
  *             (strings UTF-8; lengths in bytes)
- *   E       = AES-256-CBC(ENC_KEY, IV, PKCS#7(UTF-8(plaintext))), IV = 16 random bytes per seal
+ *   P       = u16be(n) | UTF-8(plaintext) (n bytes) | 0x00 × (782 − n)      (always 784 bytes)
+ *   E       = AES-256-CBC(ENC_KEY, IV, P), no padding (P is 49 whole blocks), IV = 16 random bytes per seal
  *   AL      = u64be(bit length of AAD)
  *   T       = HMAC-SHA256(MAC_KEY, AAD | IV | E | AL)     (full 32 bytes)
  *
+ *   wire    = 0x02 | u32be(keyVersion) | IV (16) | E (784) | T (32)            (always 837 bytes)
+ *
+ *   784 bytes hold the longest password AD accepts (256 UTF-16 code units are at most 768 UTF-8
+ *   bytes) with its length prefix, rounded up to whole AES blocks.
+ *
+ * Version 1 — the length of E reveals the password's length to within 16 bytes:
+ *
+ *   ENC_KEY = HKDF-SHA256(tenantKey, salt = "", info = "anc-credential/v1/enc", 32)
+ *   MAC_KEY = HKDF-SHA256(tenantKey, salt = "", info = "anc-credential/v1/mac", 32)
+ *   AAD     = 0x01 | (as above)
+ *   E       = AES-256-CBC(ENC_KEY, IV, PKCS#7(UTF-8(plaintext)))
+ *   T       = HMAC-SHA256(MAC_KEY, AAD | IV | E | AL)
  *   wire    = 0x01 | u32be(keyVersion) | IV (16) | E (16·n, n ≥ 1) | T (32)
  *
  * The header's version byte and key version are not MAC inputs themselves;
  * they are bound because open() requires them to equal the values the AAD was
- * rebuilt from (format version 1 and the caller's keyVersion).
+ * rebuilt from (the format version read and the caller's keyVersion), and the
+ * two versions derive different subkeys.
  *
  * Pure functions: no I/O, no Temporal imports.
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { TENANT_KEY_BYTES, zero } from './tenant-key';
 
-export const SEAL_FORMAT_VERSION = 1;
+/** The format new seals use. */
+export const SEAL_FORMAT_VERSION = 2;
+/** The first format: still opens, never written. */
+export const SEAL_FORMAT_V1 = 1;
+export type SealFormatVersion = 1 | 2;
 
 /**
  * Active Directory limits a password to 256 UTF-16 code units, so anything
@@ -34,17 +57,28 @@ export const MAX_PASSWORD_LENGTH = 256;
 /** Longest tenantId / ancId in UTF-8 bytes; keeps AAD small and the u16 prefix ample. */
 export const MAX_ID_BYTES = 255;
 
-const ENC_INFO = 'anc-credential/v1/enc';
-const MAC_INFO = 'anc-credential/v1/mac';
+const V1_ENC_INFO = 'anc-credential/v1/enc';
+const V1_MAC_INFO = 'anc-credential/v1/mac';
+const V2_KDF_LABEL = 'anc-credential/v2/keys';
 const SUBKEY_BYTES = 32;
 const IV_BYTES = 16;
 const BLOCK_BYTES = 16;
 const TAG_BYTES = 32;
 const HEADER_BYTES = 1 + 4;
-/** version + key version + IV + one ciphertext block + tag = 69. */
+const LENGTH_PREFIX_BYTES = 2;
+/** A 256-code-unit password is at most 768 UTF-8 bytes (3 per code unit; a surrogate pair is 4 for 2). */
+const MAX_PASSWORD_UTF8_BYTES = MAX_PASSWORD_LENGTH * 3;
+/** The v2 padded plaintext: length prefix + the longest password, rounded up to whole blocks (784). */
+export const V2_PLAINTEXT_BYTES =
+  Math.ceil((LENGTH_PREFIX_BYTES + MAX_PASSWORD_UTF8_BYTES) / BLOCK_BYTES) * BLOCK_BYTES;
+/** Every v2 sealed credential is exactly this long (837). */
+export const V2_SEALED_BYTES = HEADER_BYTES + IV_BYTES + V2_PLAINTEXT_BYTES + TAG_BYTES;
+/** version + key version + IV + one ciphertext block + tag = 69 (the shortest v1). */
 export const MIN_SEALED_BYTES = HEADER_BYTES + IV_BYTES + BLOCK_BYTES + TAG_BYTES;
 
+const ZEROS = Buffer.alloc(V2_PLAINTEXT_BYTES);
 const OPEN_ERROR_MESSAGE = 'sealed credential could not be opened';
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * The only error open() throws for bad input data. Always the same message and
@@ -95,22 +129,27 @@ export interface OpenArgs extends CredentialContext {
   sealed: Buffer;
 }
 
-/** Seal a password under the tenant key, bound to (tenantId, ancId, keyVersion). */
+/** Seal a password under the tenant key, bound to (tenantId, ancId, keyVersion), in the current format. */
 export function sealCredential(args: SealArgs): Buffer {
-  return sealWithIv(args, () => randomBytes(IV_BYTES));
+  return sealWithIv(args, randomBytes(IV_BYTES), SEAL_FORMAT_VERSION);
 }
 
 /**
- * Deterministic seal with a caller-chosen IV. ONLY for pinning test vectors:
- * reusing an IV across seals under the same key breaks confidentiality.
+ * Deterministic seal with a caller-chosen IV, in format 2 or (for tests of old
+ * rows) format 1. ONLY for pinning test vectors and building old-format rows in
+ * tests: reusing an IV across seals under the same key breaks confidentiality.
  */
-export function _sealWithIvForTestVectors(args: SealArgs, iv: Buffer): Buffer {
+export function _sealWithIvForTestVectors(
+  args: SealArgs,
+  iv: Buffer,
+  format: SealFormatVersion = SEAL_FORMAT_VERSION,
+): Buffer {
   // Precondition: IV is one AES block, as CBC requires.
   if (iv.length !== IV_BYTES) throw new Error(`iv must be ${IV_BYTES} bytes`);
-  return sealWithIv(args, () => Buffer.from(iv));
+  return sealWithIv(args, Buffer.from(iv), format);
 }
 
-function sealWithIv(args: SealArgs, makeIv: () => Buffer): Buffer {
+function sealWithIv(args: SealArgs, iv: Buffer, format: SealFormatVersion): Buffer {
   const { plaintext } = args;
   // Precondition (password policy, first): non-empty — an empty AD password is never what was meant.
   if (typeof plaintext !== 'string' || plaintext.length === 0) throw new PasswordPolicyError('PasswordEmpty');
@@ -119,70 +158,87 @@ function sealWithIv(args: SealArgs, makeIv: () => Buffer): Buffer {
   // Precondition: well-formed UTF-16 — a lone surrogate would be silently replaced by U+FFFD in UTF-8.
   if (!isWellFormed(plaintext)) throw new TypeError('password must be well-formed UTF-16');
   // Preconditions on key, key version and ids (shared with open).
-  const aad = checkContextAndBuildAad(args);
+  const aad = checkContextAndBuildAad(args, format);
 
-  const iv = makeIv();
-  let encKey: Buffer | undefined;
-  let macKey: Buffer | undefined;
+  const keys = deriveKeys(args.tenantKey, format);
+  // Allocated (not pooled) so zeroing touches only our bytes.
   let pt: Buffer | undefined;
+  let ciphertext: Buffer | undefined;
   try {
-    encKey = deriveSubkey(args.tenantKey, ENC_INFO);
-    macKey = deriveSubkey(args.tenantKey, MAC_INFO);
-    // Allocated (not pooled via Buffer.from) so zeroing touches only our bytes.
-    pt = Buffer.alloc(Buffer.byteLength(plaintext, 'utf8'));
-    pt.write(plaintext, 'utf8');
-    const cipher = createCipheriv('aes-256-cbc', encKey, iv);
-    const ciphertext = Buffer.concat([cipher.update(pt), cipher.final()]);
-    const tag = computeTag(macKey, aad, iv, ciphertext);
-    return Buffer.concat([header(args.keyVersion), iv, ciphertext, tag]);
+    const cipher = createCipheriv('aes-256-cbc', keys.enc, iv);
+    if (format === SEAL_FORMAT_VERSION) {
+      // Fixed size: length prefix, the UTF-8 bytes, zeros to the end; whole blocks, so no PKCS#7.
+      pt = Buffer.alloc(V2_PLAINTEXT_BYTES);
+      const n = pt.write(plaintext, LENGTH_PREFIX_BYTES, 'utf8');
+      pt.writeUInt16BE(n, 0);
+      cipher.setAutoPadding(false);
+    } else {
+      pt = Buffer.alloc(Buffer.byteLength(plaintext, 'utf8'));
+      pt.write(plaintext, 'utf8');
+    }
+    const body = cipher.update(pt);
+    const last = cipher.final();
+    ciphertext = last.length === 0 ? body : Buffer.concat([body, last]);
+    const out = Buffer.allocUnsafe(HEADER_BYTES + IV_BYTES + ciphertext.length + TAG_BYTES);
+    out.writeUInt8(format, 0);
+    out.writeUInt32BE(args.keyVersion, 1);
+    iv.copy(out, HEADER_BYTES);
+    ciphertext.copy(out, HEADER_BYTES + IV_BYTES);
+    const tag = computeTag(keys.mac, aad, iv, ciphertext);
+    tag.copy(out, HEADER_BYTES + IV_BYTES + ciphertext.length);
+    return out;
   } finally {
     zero(pt);
-    zero(encKey);
-    zero(macKey);
+    keys.wipe();
   }
 }
 
 /**
- * Open a sealed password. Throws CredentialOpenError for any problem with the
- * sealed bytes or a mismatch with (tenantKey, keyVersion, tenantId, ancId);
- * throws a plain Error only for malformed caller arguments (programming errors).
+ * Open a sealed password (format 1 or 2). Throws CredentialOpenError for any
+ * problem with the sealed bytes or a mismatch with (tenantKey, keyVersion,
+ * tenantId, ancId); throws a plain Error only for malformed caller arguments
+ * (programming errors).
  */
 export function openCredential(args: OpenArgs): string {
-  // Preconditions on key, key version and ids — caller bugs, so ordinary errors.
-  const aad = checkContextAndBuildAad(args);
   const { sealed } = args;
+  const format = Buffer.isBuffer(sealed) ? sealed[0] : undefined;
+  // Preconditions on key, key version and ids — caller bugs, so ordinary errors (checked before the data).
+  const aad = checkContextAndBuildAad(args, format === SEAL_FORMAT_V1 ? SEAL_FORMAT_V1 : SEAL_FORMAT_VERSION);
 
-  // Length check before any slicing: at least one block, whole blocks only.
-  if (!Buffer.isBuffer(sealed) || sealed.length < MIN_SEALED_BYTES) throw new CredentialOpenError();
-  const ctLen = sealed.length - HEADER_BYTES - IV_BYTES - TAG_BYTES;
-  if (ctLen % BLOCK_BYTES !== 0) throw new CredentialOpenError();
-  // Header must match what the AAD was built from, since the header itself is not MAC input.
-  if (sealed[0] !== SEAL_FORMAT_VERSION) throw new CredentialOpenError();
+  // Length checks before any slicing: v2 has exactly one size; v1 at least one block, whole blocks only.
+  if (!Buffer.isBuffer(sealed)) throw new CredentialOpenError();
+  if (format === SEAL_FORMAT_VERSION) {
+    if (sealed.length !== V2_SEALED_BYTES) throw new CredentialOpenError();
+  } else if (format === SEAL_FORMAT_V1) {
+    if (sealed.length < MIN_SEALED_BYTES) throw new CredentialOpenError();
+    if ((sealed.length - HEADER_BYTES - IV_BYTES - TAG_BYTES) % BLOCK_BYTES !== 0) throw new CredentialOpenError();
+  } else {
+    throw new CredentialOpenError();
+  }
+  // The header's key version must match what the AAD was built from, since the header is not MAC input.
   if (sealed.readUInt32BE(1) !== args.keyVersion) throw new CredentialOpenError();
+  const ctLen = sealed.length - HEADER_BYTES - IV_BYTES - TAG_BYTES;
 
   const iv = sealed.subarray(HEADER_BYTES, HEADER_BYTES + IV_BYTES);
   const ciphertext = sealed.subarray(HEADER_BYTES + IV_BYTES, HEADER_BYTES + IV_BYTES + ctLen);
   const tag = sealed.subarray(HEADER_BYTES + IV_BYTES + ctLen);
 
-  let encKey: Buffer | undefined;
-  let macKey: Buffer | undefined;
+  const keys = deriveKeys(args.tenantKey, format);
   let expected: Buffer | undefined;
   const parts: Buffer[] = [];
   let pt: Buffer | undefined;
   try {
-    macKey = deriveSubkey(args.tenantKey, MAC_INFO);
-    expected = computeTag(macKey, aad, iv, ciphertext);
+    expected = computeTag(keys.mac, aad, iv, ciphertext);
     // Authenticate before decrypting (no padding oracle); constant-time compare.
     if (!timingSafeEqual(expected, tag)) throw new CredentialOpenError();
-
-    encKey = deriveSubkey(args.tenantKey, ENC_INFO);
     try {
-      const decipher = createDecipheriv('aes-256-cbc', encKey, iv);
+      const decipher = createDecipheriv('aes-256-cbc', keys.enc, iv);
+      if (format === SEAL_FORMAT_VERSION) decipher.setAutoPadding(false);
       parts.push(decipher.update(ciphertext));
-      parts.push(decipher.final()); // throws on bad PKCS#7 padding
-      pt = Buffer.concat(parts);
+      parts.push(decipher.final()); // v1: throws on bad PKCS#7 padding
+      pt = parts[1]?.length ? Buffer.concat(parts) : (parts[0] as Buffer);
       // fatal: invalid UTF-8 is an error, not silently replaced.
-      return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(pt);
+      return UTF8.decode(format === SEAL_FORMAT_VERSION ? unpadV2(pt) : pt);
     } catch {
       // Swallow the original error: its message would reveal which step failed.
       throw new CredentialOpenError();
@@ -190,10 +246,18 @@ export function openCredential(args: OpenArgs): string {
   } finally {
     for (const p of parts) zero(p);
     zero(pt);
-    zero(encKey);
-    zero(macKey);
+    keys.wipe();
     zero(expected);
   }
+}
+
+/** The password bytes of an authenticated v2 plaintext; anything but zeros after them is refused. */
+function unpadV2(pt: Buffer): Buffer {
+  const n = pt.readUInt16BE(0);
+  if (n === 0 || n > MAX_PASSWORD_UTF8_BYTES) throw new CredentialOpenError();
+  const end = LENGTH_PREFIX_BYTES + n;
+  if (!pt.subarray(end).equals(ZEROS.subarray(0, pt.length - end))) throw new CredentialOpenError();
+  return pt.subarray(LENGTH_PREFIX_BYTES, end);
 }
 
 /**
@@ -201,13 +265,19 @@ export function openCredential(args: OpenArgs): string {
  * Only a hint until openCredential authenticates it.
  */
 export function readSealedKeyVersion(sealed: Buffer): number {
-  if (!Buffer.isBuffer(sealed) || sealed.length < MIN_SEALED_BYTES || sealed[0] !== SEAL_FORMAT_VERSION) {
-    throw new CredentialOpenError();
-  }
+  readSealedFormat(sealed);
   return sealed.readUInt32BE(1);
 }
 
-function checkContextAndBuildAad(ctx: CredentialContext): Buffer {
+/** The format version from the header (1 or 2). Only a hint until openCredential authenticates it. */
+export function readSealedFormat(sealed: Buffer): SealFormatVersion {
+  if (!Buffer.isBuffer(sealed)) throw new CredentialOpenError();
+  if (sealed[0] === SEAL_FORMAT_VERSION && sealed.length === V2_SEALED_BYTES) return SEAL_FORMAT_VERSION;
+  if (sealed[0] === SEAL_FORMAT_V1 && sealed.length >= MIN_SEALED_BYTES) return SEAL_FORMAT_V1;
+  throw new CredentialOpenError();
+}
+
+function checkContextAndBuildAad(ctx: CredentialContext, format: SealFormatVersion): Buffer {
   // Precondition: a 256-bit tenant key; anything else is a caller bug.
   if (!Buffer.isBuffer(ctx.tenantKey) || ctx.tenantKey.length !== TENANT_KEY_BYTES) {
     throw new Error('tenant key must be 32 bytes');
@@ -219,8 +289,8 @@ function checkContextAndBuildAad(ctx: CredentialContext): Buffer {
   const tenantId = encodeId(ctx.tenantId, 'tenantId');
   const ancId = encodeId(ctx.ancId, 'ancId');
   // AAD: every variable-length field is length-prefixed, so the encoding is injective.
-  const aad = Buffer.alloc(1 + 2 + tenantId.length + 2 + ancId.length + 4);
-  let o = aad.writeUInt8(SEAL_FORMAT_VERSION, 0);
+  const aad = Buffer.allocUnsafe(1 + 2 + tenantId.length + 2 + ancId.length + 4);
+  let o = aad.writeUInt8(format, 0);
   o = aad.writeUInt16BE(tenantId.length, o);
   o += tenantId.copy(aad, o);
   o = aad.writeUInt16BE(ancId.length, o);
@@ -238,22 +308,44 @@ function encodeId(value: string, name: string): Buffer {
   return bytes;
 }
 
-function deriveSubkey(tenantKey: Buffer, info: string): Buffer {
-  // Buffer.from(ArrayBuffer) shares memory, so zeroing the Buffer wipes the derived key.
-  return Buffer.from(hkdfSync('sha256', tenantKey, Buffer.alloc(0), info, SUBKEY_BYTES));
+interface Subkeys {
+  enc: Buffer;
+  mac: Buffer;
+  wipe(): void;
 }
+
+/** v2: one KDF call for both subkeys; v1: one HKDF call each, as that format was defined. */
+function deriveKeys(tenantKey: Buffer, format: number | undefined): Subkeys {
+  if (format === SEAL_FORMAT_V1) {
+    const enc = hkdf(tenantKey, V1_ENC_INFO, SUBKEY_BYTES);
+    const mac = hkdf(tenantKey, V1_MAC_INFO, SUBKEY_BYTES);
+    return { enc, mac, wipe: () => (zero(enc), zero(mac)) };
+  }
+  // One PRF call gives both subkeys (the HKDF of format 1 costs two calls, each three HMACs).
+  const both = createHmac('sha512', tenantKey).update(V2_KDF_INPUT).digest();
+  return { enc: both.subarray(0, SUBKEY_BYTES), mac: both.subarray(SUBKEY_BYTES), wipe: () => zero(both) };
+}
+
+/** [1]_32 | Label | 0x00 | Context (empty) | [L = 512]_32: NIST SP 800-108r1 counter mode, one iteration. */
+const V2_KDF_INPUT = Buffer.concat([
+  Buffer.from([0, 0, 0, 1]),
+  Buffer.from(V2_KDF_LABEL, 'utf8'),
+  Buffer.from([0]),
+  Buffer.from([0, 0, 2, 0]),
+]);
+
+function hkdf(tenantKey: Buffer, info: string, bytes: number): Buffer {
+  // Buffer.from(ArrayBuffer) shares memory, so zeroing the Buffer wipes the derived key.
+  return Buffer.from(hkdfSync('sha256', tenantKey, EMPTY, info, bytes));
+}
+
+const EMPTY = Buffer.alloc(0);
 
 function computeTag(macKey: Buffer, aad: Buffer, iv: Buffer, ciphertext: Buffer): Buffer {
+  // u64be(bit length of AAD); the AAD is far shorter than 2^32 bits, so the high word is zero.
   const al = Buffer.alloc(8);
-  al.writeBigUInt64BE(BigInt(aad.length) * 8n);
+  al.writeUInt32BE(aad.length * 8, 4);
   return createHmac('sha256', macKey).update(aad).update(iv).update(ciphertext).update(al).digest();
-}
-
-function header(keyVersion: number): Buffer {
-  const h = Buffer.alloc(HEADER_BYTES);
-  h.writeUInt8(SEAL_FORMAT_VERSION, 0);
-  h.writeUInt32BE(keyVersion, 1);
-  return h;
 }
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;

@@ -7,6 +7,7 @@ export type AuditEvent =
   | 'anc.credential_updated'
   | 'anc.deleted'
   | 'anc.health_checked'
+  | 'credential.resealed'
   | 'tenant_key.generated'
   | 'tenant_key.rewrapped'
   | 'tenant_key.replaced'

@@ -2,14 +2,14 @@
  * Benchmarks, each against a baseline measured in the same run; prints ratios, asserts nothing.
  *   npm run bench            (needs the local stack: bash stack/up.sh)
  */
-import { createCipheriv, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { AzureKeyVaultKekProvider } from '../../activities/kek/azure-key-vault';
 import { SlidingWindowLimiter } from '../../activities/kek/rate-limiter';
-import { openCredential, sealCredential } from '../../activities/crypto/seal';
 import { emulatorCredential } from '../../worker/kek';
 import { stackEnv } from '../support/stack';
+import { sealingBench } from './seal';
 
 async function time(label: string, n: number, fn: (i: number) => unknown | Promise<unknown>): Promise<number> {
   for (let i = 0; i < Math.min(20, n); i++) await fn(i); // warm-up
@@ -22,27 +22,6 @@ async function time(label: string, n: number, fn: (i: number) => unknown | Promi
 
 function ratio(what: string, value: number, baseline: number): void {
   console.log(`  => ${what}: ${(value / baseline).toFixed(2)}x the baseline\n`);
-}
-
-async function sealing(): Promise<void> {
-  console.log('Sealing a 24-character password (encrypt-then-MAC with HKDF subkeys) vs bare AES-256-CBC');
-  const tenantKey = randomBytes(32);
-  const args = {
-    tenantKey,
-    keyVersion: 1,
-    tenantId: 'tenant-1',
-    ancId: 'anc-1',
-    plaintext: 'Correct-Horse-Battery-9!',
-  };
-  const baseline = await time('baseline: AES-256-CBC only (no KDF, no MAC)', 20_000, () => {
-    const c = createCipheriv('aes-256-cbc', tenantKey, randomBytes(16));
-    return Buffer.concat([c.update(args.plaintext, 'utf8'), c.final()]);
-  });
-  const seal = await time('sealCredential', 20_000, () => sealCredential(args));
-  ratio('seal vs bare CBC', seal, baseline);
-  const sealed = sealCredential(args);
-  const open = await time('openCredential (MAC checked first)', 20_000, () => openCredential({ ...args, sealed }));
-  ratio('open vs bare CBC', open, baseline);
 }
 
 async function wrapping(): Promise<void> {
@@ -71,5 +50,5 @@ async function wrapping(): Promise<void> {
   );
 }
 
-await sealing();
+sealingBench();
 await wrapping();

@@ -1,23 +1,39 @@
 import { createCipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   CredentialOpenError,
   MAX_PASSWORD_LENGTH,
   MIN_SEALED_BYTES,
   PasswordPolicyError,
+  V2_SEALED_BYTES,
   _sealWithIvForTestVectors,
   openCredential,
+  readSealedFormat,
   readSealedKeyVersion,
   sealCredential,
 } from '../../activities/crypto/seal';
 import { generateTenantKey } from '../../activities/crypto/tenant-key';
+
+interface Vector {
+  name: string;
+  keyVersion: number;
+  tenantId: string;
+  ancId: string;
+  plaintext: string;
+  iv: string;
+  sealed: string;
+}
+const V2_VECTORS = (
+  JSON.parse(readFileSync(new URL('./seal-v2-vectors.json', import.meta.url), 'utf8')) as { vectors: Vector[] }
+).vectors;
 
 const OPEN_MESSAGE = 'sealed credential could not be opened';
 
 /** Key 00 01 02 … 1f, used by the pinned vectors. */
 const VECTOR_KEY = Buffer.from(Array.from({ length: 32 }, (_, i) => i));
 
-const VECTORS = [
+const V1_VECTORS = [
   {
     name: 'ASCII, one block, keyVersion 1',
     keyVersion: 1,
@@ -49,6 +65,54 @@ const VECTORS = [
       '01fffffffffffffffffffffffffffffffffffffffffb76d4ce9d4cf0bc0944d6509129b525eee6c18e8f368b5c508c541d1955badd91379ce89cb2e88ee35851df01a60b5a996cd02ffb207854642b3eeaf0ab2032',
   },
 ] as const;
+
+/**
+ * Independent re-implementation of the v2 format straight from its description, taking the
+ * already-padded 784-byte plaintext so tests can also forge authentic ciphertexts whose padding
+ * is wrong.
+ */
+function buildV2FromSpec(
+  key: Buffer,
+  keyVersion: number,
+  tenantId: string,
+  ancId: string,
+  iv: Buffer,
+  paddedPlaintext: Buffer,
+): Buffer {
+  const kdfInput = Buffer.concat([
+    Buffer.from([0, 0, 0, 1]),
+    Buffer.from('anc-credential/v2/keys'),
+    Buffer.from([0, 0, 0, 2, 0]),
+  ]);
+  const both = createHmac('sha512', key).update(kdfInput).digest();
+  const encKey = both.subarray(0, 32);
+  const macKey = both.subarray(32);
+  const str = (s: string) => {
+    const b = Buffer.from(s, 'utf8');
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(b.length);
+    return Buffer.concat([len, b]);
+  };
+  const kv = Buffer.alloc(4);
+  kv.writeUInt32BE(keyVersion);
+  const aad = Buffer.concat([Buffer.from([2]), str(tenantId), str(ancId), kv]);
+  const cipher = createCipheriv('aes-256-cbc', encKey, iv).setAutoPadding(false);
+  const e = Buffer.concat([cipher.update(paddedPlaintext), cipher.final()]);
+  const al = Buffer.alloc(8);
+  al.writeBigUInt64BE(BigInt(aad.length * 8));
+  const tag = createHmac('sha256', macKey)
+    .update(Buffer.concat([aad, iv, e, al]))
+    .digest();
+  return Buffer.concat([Buffer.from([2]), kv, iv, e, tag]);
+}
+
+/** u16be(n) | bytes | zeros to 784. */
+function padV2(bytes: Buffer, n = bytes.length): Buffer {
+  const p = Buffer.alloc(784);
+  p.writeUInt16BE(n);
+  bytes.copy(p, 2);
+  return p;
+}
 
 /**
  * Independent re-implementation of the v1 format straight from its description,
@@ -113,8 +177,79 @@ function expectOpenFails(f: () => unknown): CredentialOpenError {
   return err;
 }
 
-describe('format v1: pinned test vectors', () => {
-  for (const v of VECTORS) {
+describe('format v2: pinned test vectors', () => {
+  it('has vectors, each 837 bytes', () => {
+    expect(V2_VECTORS.length).toBeGreaterThanOrEqual(4);
+    for (const v of V2_VECTORS) expect(v.sealed.length / 2, v.name).toBe(V2_SEALED_BYTES);
+    expect(V2_SEALED_BYTES).toBe(837);
+  });
+
+  for (const v of V2_VECTORS) {
+    const args = { tenantKey: VECTOR_KEY, keyVersion: v.keyVersion, tenantId: v.tenantId, ancId: v.ancId };
+
+    it(`seal is byte-for-byte stable: ${v.name}`, () => {
+      const sealed = _sealWithIvForTestVectors({ ...args, plaintext: v.plaintext }, Buffer.from(v.iv, 'hex'));
+      expect(sealed.toString('hex')).toBe(v.sealed);
+    });
+
+    it(`pinned hex opens to the plaintext: ${v.name}`, () => {
+      expect(openCredential({ ...args, sealed: Buffer.from(v.sealed, 'hex') })).toBe(v.plaintext);
+    });
+
+    it(`pinned hex matches an independent build from the format description: ${v.name}`, () => {
+      const rebuilt = buildV2FromSpec(
+        VECTOR_KEY,
+        v.keyVersion,
+        v.tenantId,
+        v.ancId,
+        Buffer.from(v.iv, 'hex'),
+        padV2(Buffer.from(v.plaintext, 'utf8')),
+      );
+      expect(rebuilt.toString('hex')).toBe(v.sealed);
+    });
+  }
+
+  it('the default seal is format 2', () => {
+    const sealed = sealCredential({ ...ctx, plaintext: PASSWORD });
+    expect(sealed[0]).toBe(2);
+    expect(readSealedFormat(sealed)).toBe(2);
+  });
+});
+
+describe('format v2: the size reveals nothing about the password', () => {
+  const passwords: Array<[string, string]> = [
+    ['1 ASCII character', 'x'],
+    ['15 ASCII', 'a'.repeat(15)],
+    ['16 ASCII', 'a'.repeat(16)],
+    ['24 ASCII', 'Correct-Horse-Battery-9!'],
+    ['100 ASCII', 'b'.repeat(100)],
+    ['256 ASCII (the longest AD accepts)', 'c'.repeat(MAX_PASSWORD_LENGTH)],
+    ['256 three-byte characters (768 UTF-8 bytes)', '\u20ac'.repeat(MAX_PASSWORD_LENGTH)],
+    ['128 emoji (256 code units, 512 bytes)', '\u{1F511}'.repeat(MAX_PASSWORD_LENGTH / 2)],
+  ];
+
+  it('every password, 1 to 256 code units and 1 to 768 bytes, seals to exactly 837 bytes and opens', () => {
+    const sizes = new Set<number>();
+    for (const [name, plaintext] of passwords) {
+      const sealed = sealCredential({ ...ctx, plaintext });
+      sizes.add(sealed.length);
+      expect(openCredential({ ...ctx, sealed }), name).toBe(plaintext);
+    }
+    for (let n = 1; n <= MAX_PASSWORD_LENGTH; n++)
+      sizes.add(sealCredential({ ...ctx, plaintext: 'p'.repeat(n) }).length);
+    expect([...sizes]).toEqual([V2_SEALED_BYTES]);
+  });
+
+  it('format 1 sizes differ with the length, which is why format 2 exists', () => {
+    const iv = Buffer.alloc(16, 7);
+    const short = _sealWithIvForTestVectors({ ...ctx, plaintext: 'x' }, iv, 1);
+    const long = _sealWithIvForTestVectors({ ...ctx, plaintext: 'x'.repeat(40) }, iv, 1);
+    expect(long.length - short.length).toBe(32);
+  });
+});
+
+describe('format v1: pinned test vectors still open', () => {
+  for (const v of V1_VECTORS) {
     const args = {
       tenantKey: VECTOR_KEY,
       keyVersion: v.keyVersion,
@@ -123,7 +258,7 @@ describe('format v1: pinned test vectors', () => {
     };
 
     it(`seal is byte-for-byte stable: ${v.name}`, () => {
-      const sealed = _sealWithIvForTestVectors({ ...args, plaintext: v.plaintext }, Buffer.from(v.iv, 'hex'));
+      const sealed = _sealWithIvForTestVectors({ ...args, plaintext: v.plaintext }, Buffer.from(v.iv, 'hex'), 1);
       expect(sealed.toString('hex')).toBe(v.sealed);
     });
 
@@ -166,10 +301,19 @@ describe('round trip', () => {
     });
   }
 
-  it('sealed length = 5 + 16 + padded ciphertext + 32', () => {
-    expect(sealCredential({ ...ctx, plaintext: 'x' }).length).toBe(MIN_SEALED_BYTES);
-    expect(sealCredential({ ...ctx, plaintext: 'a'.repeat(16) }).length).toBe(MIN_SEALED_BYTES + 16);
+  it('format 1: sealed length = 5 + 16 + padded ciphertext + 32', () => {
+    const iv = randomBytes(16);
+    expect(_sealWithIvForTestVectors({ ...ctx, plaintext: 'x' }, iv, 1).length).toBe(MIN_SEALED_BYTES);
+    expect(_sealWithIvForTestVectors({ ...ctx, plaintext: 'a'.repeat(16) }, iv, 1).length).toBe(MIN_SEALED_BYTES + 16);
   });
+
+  for (const [name, plaintext] of cases) {
+    it(`format 1 still opens: ${name}`, () => {
+      const sealed = _sealWithIvForTestVectors({ ...ctx, plaintext }, randomBytes(16), 1);
+      expect(sealed[0]).toBe(1);
+      expect(openCredential({ ...ctx, sealed })).toBe(plaintext);
+    });
+  }
 });
 
 describe('precondition: password policy', () => {
@@ -390,8 +534,12 @@ describe('uniform failure: one error class, one message, no details', () => {
       return b;
     };
 
-    // Sanity: the forger produces something open() accepts.
+    const forge2 = (padded: Buffer) =>
+      buildV2FromSpec(ctx.tenantKey, ctx.keyVersion, ctx.tenantId, ctx.ancId, iv, padded);
+
+    // Sanity: the forgers produce something open() accepts.
     expect(openCredential({ ...ctx, sealed: forge(pkcs7(Buffer.from(secret))) })).toBe(secret);
+    expect(openCredential({ ...ctx, sealed: forge2(padV2(Buffer.from(secret))) })).toBe(secret);
 
     const failures: Record<string, () => unknown> = {
       'too short': () =>
@@ -421,6 +569,19 @@ describe('uniform failure: one error class, one message, no details', () => {
           ...ctx,
           sealed: forge(pkcs7(Buffer.from([0x61, 0xff, 0xfe]))),
         }),
+      'v2: length prefix 0': () => openCredential({ ...ctx, sealed: forge2(padV2(Buffer.alloc(0))) }),
+      'v2: length prefix beyond the longest password': () =>
+        openCredential({ ...ctx, sealed: forge2(padV2(Buffer.from(secret), 769)) }),
+      'v2: length prefix shorter than the bytes (non-zero fill)': () =>
+        openCredential({ ...ctx, sealed: forge2(padV2(Buffer.from(secret), 4)) }),
+      'v2: invalid UTF-8': () => openCredential({ ...ctx, sealed: forge2(padV2(Buffer.from([0x61, 0xff]))) }),
+      'v2 bytes with a v1 header': () =>
+        openCredential({ ...ctx, sealed: Buffer.concat([Buffer.from([1]), sealed.subarray(1)]) }),
+      'v1 bytes with a v2 header': () => {
+        const v1 = forge(pkcs7(Buffer.from(secret)));
+        v1[0] = 2;
+        return openCredential({ ...ctx, sealed: v1 });
+      },
       'truncated UTF-8 sequence': () =>
         openCredential({
           ...ctx,
@@ -454,15 +615,23 @@ describe('readSealedKeyVersion', () => {
   });
 
   it('reads the pinned vectors', () => {
-    for (const v of VECTORS) expect(readSealedKeyVersion(Buffer.from(v.sealed, 'hex'))).toBe(v.keyVersion);
+    for (const v of [...V1_VECTORS, ...V2_VECTORS]) {
+      expect(readSealedKeyVersion(Buffer.from(v.sealed, 'hex'))).toBe(v.keyVersion);
+    }
+    for (const v of V1_VECTORS) expect(readSealedFormat(Buffer.from(v.sealed, 'hex'))).toBe(1);
+    for (const v of V2_VECTORS) expect(readSealedFormat(Buffer.from(v.sealed, 'hex'))).toBe(2);
   });
 
-  it('rejects input that cannot be a v1 sealed credential with CredentialOpenError', () => {
+  it('rejects input that cannot be a sealed credential with CredentialOpenError', () => {
     const sealed = sealCredential({ ...ctx, plaintext: PASSWORD });
     expectOpenFails(() => readSealedKeyVersion(Buffer.alloc(0)));
     expectOpenFails(() => readSealedKeyVersion(sealed.subarray(0, MIN_SEALED_BYTES - 1)));
-    const v2 = Buffer.from(sealed);
-    v2[0] = 2;
-    expectOpenFails(() => readSealedKeyVersion(v2));
+    // A v2 header on anything but 837 bytes.
+    expectOpenFails(() => readSealedKeyVersion(sealed.subarray(0, V2_SEALED_BYTES - 16)));
+    for (const version of [0, 3, 0xff]) {
+      const other = Buffer.from(sealed);
+      other[0] = version;
+      expectOpenFails(() => readSealedKeyVersion(other));
+    }
   });
 });
