@@ -12,7 +12,7 @@ export interface ActivityDeps {
     | 'auditMacKey'
     | 'maxAncsPerTenant'
     | 'envelopeMaxAgeSeconds'
-    | 'retentionDays'
+    | 'tenantRetentionMs'
     | 'disableUnreferencedKekVersions'
     | 'ldap'
   >;

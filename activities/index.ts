@@ -4,6 +4,7 @@ import { checkAncHealth, type CheckAncHealthInput } from './health/check';
 import { describeCurrentKek } from './keyring';
 import { createRotationActivities } from './rotation';
 import { createTenantActivities } from './tenant';
+import { restartIdleTenantWorkflows, type TenantSweepPageInput } from './tenant-sweep';
 
 /** Builds the activities from their dependencies; the worker passes real ones, tests may pass their own. */
 export function createActivities(deps: ActivityDeps) {
@@ -14,6 +15,7 @@ export function createActivities(deps: ActivityDeps) {
     checkAncHealth: (input: CheckAncHealthInput) => checkAncHealth(deps, input),
     ...createRotationActivities(deps),
     ...createTenantActivities(deps),
+    restartIdleTenantWorkflows: (input: TenantSweepPageInput) => restartIdleTenantWorkflows(deps, input),
   };
 }
 

@@ -4,3 +4,4 @@ export const tenantWorkflowId = (tenantId: string): string => `tenant/${tenantId
 export const KEYRING_WORKFLOW_ID = 'anc-keyring';
 export const ROTATION_SCHEDULE_ID = 'anc-key-rotation';
 export const DEFAULT_TASK_QUEUE = 'anc-credentials';
+export const TENANT_SWEEP_SCHEDULE_ID = 'anc-tenant-sweep';

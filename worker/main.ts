@@ -8,7 +8,7 @@ import { ConfigError, loadConfig, loadLocalStackEnv } from './config';
 import { startHealthServer } from './health-server';
 import { createKekProvider } from './kek';
 import { createLogger } from './logger';
-import { ensureRotationSchedule, startSingletons } from './singletons';
+import { ensureRotationSchedule, ensureTenantSweepSchedule, startSingletons } from './singletons';
 import { installRuntime } from './telemetry';
 import { ensureSearchAttributes } from './temporal';
 import { workflowCode } from './workflows-path';
@@ -46,6 +46,7 @@ async function main(): Promise<void> {
   });
   await startSingletons(client, taskQueue);
   await ensureRotationSchedule(client, taskQueue, config.rotationIntervalHours);
+  await ensureTenantSweepSchedule(client, taskQueue, config.tenantSweepIntervalMs);
 
   const health =
     config.healthPort === undefined

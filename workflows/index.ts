@@ -3,3 +3,4 @@ export { ancWorkflow } from './anc';
 export { keyringWorkflow } from './keyring';
 export { rotationWorkflow } from './rotation';
 export { tenantWorkflow } from './tenant';
+export { tenantSweepWorkflow } from './tenant-sweep';

@@ -110,7 +110,7 @@ export async function createHarness(opts: {
       auditMacKey: Buffer.alloc(32, 7),
       maxAncsPerTenant: 10,
       envelopeMaxAgeSeconds: 300,
-      retentionDays: 29,
+      tenantRetentionMs: 29 * 24 * 3600 * 1000,
       disableUnreferencedKekVersions: false,
       ldap: {
         urlTemplate: stackEnv().LDAP_URL ?? 'ldap://127.0.0.1:1',
