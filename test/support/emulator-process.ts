@@ -5,7 +5,7 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { AzureKeyVaultKekProvider } from '../../activities/kek/azure-key-vault';
 import { SlidingWindowLimiter } from '../../activities/kek/rate-limiter';
-import type { EmulatorStats, FaultStatus } from '../../stack/keyvault-emulator/server';
+import type { EmulatorStats, FaultSpec, FaultStatus } from '../../stack/keyvault-emulator/server';
 import { emulatorCredential } from '../../worker/kek';
 import { selfSignedCert } from './certs';
 import { ROOT } from './stack';
@@ -27,6 +27,8 @@ export interface EmulatorProcess {
   reset(): Promise<void>;
   /** The next `count` authenticated vault requests fail with `status`. */
   faults(count: number, status: FaultStatus, retryAfterSeconds?: number): Promise<void>;
+  /** From now on a `share` of vault requests fail with one of `faults` (0 stops it). */
+  faultShare(share: number, faults: FaultSpec[], seed?: number): Promise<void>;
   /** Stops the process and removes its certificate. */
   stop(): Promise<void>;
 }
@@ -87,6 +89,9 @@ export async function startEmulatorProcess(): Promise<EmulatorProcess> {
         status,
         ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
       });
+    },
+    faultShare: async (share, faults, seed) => {
+      await control('POST', '/_emulator/fault-share', { share, faults, ...(seed === undefined ? {} : { seed }) });
     },
     async stop() {
       child.kill('SIGTERM');
