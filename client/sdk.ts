@@ -264,12 +264,10 @@ export class AncClient {
     return mapped(async () => {
       validateTenantId(tenantId);
       validateAncId(ancId);
-      return this.temporal.workflow
-        .getHandle(ancWorkflowId(tenantId, ancId))
-        .executeUpdate(runHealthChecksUpdate, {
-          args: [{ actor: opts.actor }],
-          updateId: opts.requestId ?? randomUUID(),
-        });
+      return this.temporal.workflow.getHandle(ancWorkflowId(tenantId, ancId)).executeUpdate(runHealthChecksUpdate, {
+        args: [{ actor: opts.actor }],
+        updateId: opts.requestId ?? randomUUID(),
+      });
     });
   }
 

@@ -265,7 +265,8 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
         faultShare = undefined;
         return;
       }
-      if (!Array.isArray(specs) || specs.length === 0) throw new TypeError('failShare: faults must be a non-empty list');
+      if (!Array.isArray(specs) || specs.length === 0)
+        throw new TypeError('failShare: faults must be a non-empty list');
       const checked = specs.map((f) => {
         if (f?.status !== 429 && f?.status !== 500 && f?.status !== 503) {
           throw new TypeError('failShare: status must be 429, 500 or 503');
