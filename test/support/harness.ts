@@ -97,8 +97,10 @@ export async function createHarness(opts: {
   config?: Partial<ActivityDeps['config']>;
   healthCheckIntervalMinutes?: number;
   startSingletons?: boolean;
+  /** A database of the test's own (default: a fresh one on the stack's PostgreSQL). */
+  db?: TestDatabase;
 }): Promise<Harness> {
-  const db = await createTestDatabase();
+  const db = opts.db ?? (await createTestDatabase());
   const logs = new LogSink();
   const kek = new KekDirectory(opts.kek ?? localKek(), 0);
   await kek.bootstrap(new Date());
