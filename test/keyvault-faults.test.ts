@@ -102,7 +102,7 @@ describe('Key Vault throttling and unavailability (dev server, Key Vault emulato
     );
     expect(rows[0]?.n).toBe(CREATES);
     expect(Object.values(await orphanCounts(h.db.pool)).every((n) => n === 0)).toBe(true);
-  });
+  }, 300_000);
 
   it('rotation: KEK renewed and every tenant key re-wrapped while a share of vault requests fails, no failure reported', async () => {
     const old = await h.deps.kek.current();
@@ -143,5 +143,5 @@ describe('Key Vault throttling and unavailability (dev server, Key Vault emulato
       `[keyvault faults] rotation: renewed + ${keys} keys re-wrapped in ${wallMs} ms with ${stats.faultsInjected} of ` +
         `${stats.totalRequests} vault requests faulted; unwraps at the vault ${stats.operations.unwrapkey}; failures 0`,
     );
-  });
+  }, 300_000);
 });

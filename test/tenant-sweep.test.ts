@@ -167,5 +167,5 @@ describe('sweep of deactivated tenants whose workflow an operator terminated or 
       `[tenant sweep] ${RETENTION_MS / 1000} s window, sweep every ${SWEEP_MS / 1000} s, ${sweeps.info.numActionsTaken} sweeps: ` +
         `terminated and reset tenants purged ${lateness.join(' and ')} after their date, none early; reactivation after a restart restored`,
     );
-  });
+  }, 180_000);
 });
