@@ -1,5 +1,4 @@
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStoredCredential } from '../support/credentials';
 import { orphanCounts, percentile, runCallers, sleep } from '../support/faults';
@@ -22,9 +21,6 @@ const spec = {
   adDomainUsername: 'svcDomainJoin@corp.contoso.test',
 };
 const actor = 'faults@contoso.test';
-
-// Activities fail and are retried while the database is away; the worker's warnings are expected here.
-Runtime.install({ logger: new DefaultLogger('ERROR') });
 
 describe('PostgreSQL stopped for 30 s during a burst (dev server, own PostgreSQL cluster, local KEK)', () => {
   let env: TestWorkflowEnvironment;
