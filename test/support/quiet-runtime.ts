@@ -1,13 +1,18 @@
 import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { expect } from 'vitest';
 
 // The SDK logs worker state changes and retried activities at INFO/WARN; tests that expect those
 // would bury the test report. Errors still show. A test that needs the runtime itself runs a
 // child process (see test/worker-process.test.ts).
+// test/secrets.test.ts installs a runtime of its own that records every log line (TRACE) to search
+// them for secrets; the runtime can be installed only once per process.
+const ownRuntime = /[/\\]secrets\.test\.ts$/.test(String(expect.getState().testPath ?? ''));
 try {
-  Runtime.install({
-    logger: new DefaultLogger('ERROR'),
-    telemetryOptions: { logging: { forward: {}, filter: { core: 'ERROR', other: 'ERROR' } } },
-  });
+  if (!ownRuntime)
+    Runtime.install({
+      logger: new DefaultLogger('ERROR'),
+      telemetryOptions: { logging: { forward: {}, filter: { core: 'ERROR', other: 'ERROR' } } },
+    });
 } catch {
   // Installed already by an earlier file in this process.
 }
