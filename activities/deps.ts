@@ -14,7 +14,7 @@ export interface ActivityDeps {
     | 'auditMacKey'
     | 'maxAncsPerTenant'
     | 'envelopeMaxAgeSeconds'
-    | 'retentionDays'
+    | 'tenantRetentionMs'
     | 'disableUnreferencedKekVersions'
     | 'ldap'
   >;

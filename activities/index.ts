@@ -6,6 +6,7 @@ import { describeCurrentKek } from './keyring';
 import { resealFormat1Credentials, type ResealBatchInput } from './reseal';
 import { createRotationActivities } from './rotation';
 import { createTenantActivities } from './tenant';
+import { restartIdleTenantWorkflows, type TenantSweepPageInput } from './tenant-sweep';
 
 /** Builds the activities from their dependencies; the worker passes real ones, tests may pass their own. */
 export function createActivities(deps: ActivityDeps) {
@@ -21,6 +22,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createRotationActivities(deps),
     resealFormat1Credentials: (input: ResealBatchInput) => resealFormat1Credentials(deps, input),
     ...createTenantActivities(deps),
+    restartIdleTenantWorkflows: (input: TenantSweepPageInput) => restartIdleTenantWorkflows(deps, input),
   };
 }
 

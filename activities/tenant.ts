@@ -81,7 +81,7 @@ export interface DeactivateTenantInput extends AuditContext {
   tenantId: string;
   /** Workflow time of the deactivation. */
   nowMs: number;
-  /** Retention window; the worker's configured value (default 29) when absent. */
+  /** Retention window in days; the worker's TENANT_RETENTION (default 29d) when absent. */
   retentionDays?: number;
 }
 
@@ -102,14 +102,15 @@ export async function deactivateTenantData(
   deps: ActivityDeps,
   input: DeactivateTenantInput,
 ): Promise<DeactivateTenantResult> {
-  const retentionDays = input.retentionDays ?? deps.config.retentionDays;
-  if (!Number.isFinite(retentionDays) || retentionDays <= 0) {
+  const retentionMs = input.retentionDays === undefined ? deps.config.tenantRetentionMs : input.retentionDays * DAY_MS;
+  if (!Number.isFinite(retentionMs) || retentionMs <= 0) {
     throw ApplicationFailure.create({
       type: 'InvalidRetention',
-      message: `retentionDays must be a positive number (got ${retentionDays})`,
+      message: `retentionDays must be a positive number (got ${input.retentionDays})`,
       nonRetryable: true,
     });
   }
+  const retentionDays = retentionMs / DAY_MS;
   const result = await inTransaction(deps.pool, async (client) => {
     const row = await lockTenant(client, input.tenantId);
     if (!row) throw permanentFailure('TenantNotFound', `tenant ${input.tenantId} does not exist`);
@@ -126,7 +127,7 @@ export async function deactivateTenantData(
       };
     }
     const deactivatedAt = new Date(input.nowMs);
-    const purgeAt = new Date(input.nowMs + retentionDays * DAY_MS);
+    const purgeAt = new Date(input.nowMs + retentionMs);
     await client.query(
       `UPDATE tenants SET state = 'deactivated', deactivated_at = $2, purge_at = $3, purged_at = NULL, updated_at = $2
         WHERE tenant_id = $1`,
@@ -144,6 +145,7 @@ export async function deactivateTenantData(
       details: {
         ancs: ancs.rowCount ?? 0,
         retentionDays,
+        retentionSeconds: retentionMs / 1000,
         purgeAt: purgeAt.toISOString(),
         reason: input.reason ?? null,
       },

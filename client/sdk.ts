@@ -286,13 +286,18 @@ export class AncClient {
   }
 
   /** Runs the ANC's health checks now with the stored credential and returns the result. */
-  async runHealthChecks(tenantId: string, ancId: string, opts: { actor: string }): Promise<HealthCheckResult> {
+  async runHealthChecks(
+    tenantId: string,
+    ancId: string,
+    opts: { actor: string; requestId?: string },
+  ): Promise<HealthCheckResult> {
     return mapped(async () => {
       validateTenantId(tenantId);
       validateAncId(ancId);
-      return this.temporal.workflow
-        .getHandle(ancWorkflowId(tenantId, ancId))
-        .executeUpdate(runHealthChecksUpdate, { args: [{ actor: opts.actor }] });
+      return this.temporal.workflow.getHandle(ancWorkflowId(tenantId, ancId)).executeUpdate(runHealthChecksUpdate, {
+        args: [{ actor: opts.actor }],
+        updateId: opts.requestId ?? randomUUID(),
+      });
     });
   }
 

@@ -5,3 +5,4 @@ export const KEYRING_WORKFLOW_ID = 'anc-keyring';
 export const ROTATION_SCHEDULE_ID = 'anc-key-rotation';
 export const DEFAULT_TASK_QUEUE = 'anc-credentials';
 export const AUDIT_ANCHOR_WORKFLOW_ID = 'anc-audit-anchor';
+export const TENANT_SWEEP_SCHEDULE_ID = 'anc-tenant-sweep';

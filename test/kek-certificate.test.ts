@@ -154,7 +154,7 @@ describe('certificate-mode KEK provider and rotation', { timeout: 60_000 }, () =
         auditMacKey: Buffer.alloc(32, 9),
         maxAncsPerTenant: 10,
         envelopeMaxAgeSeconds: 300,
-        retentionDays: 29,
+        tenantRetentionMs: 29 * 24 * 3600 * 1000,
         disableUnreferencedKekVersions: false,
         ldap: {
           urlTemplate: 'ldap://127.0.0.1:1',

@@ -45,7 +45,7 @@ describe('Prometheus metrics: the SDK runtime and the service on one endpoint', 
     emulator = await startEmulatorProcess();
     env = await startDevServer();
     // A retention window of three seconds, so a purge happens within the test.
-    h = await createHarness({ env, kek: azureEmulatorKek(emulator), config: { retentionDays: 3 / 86_400 } });
+    h = await createHarness({ env, kek: azureEmulatorKek(emulator), config: { tenantRetentionMs: 3000 } });
     await h.startWorker();
     await h.sdk.publicKek(); // the keyring has published the KEK (and its days-to-expiry gauge)
   });

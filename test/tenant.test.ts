@@ -70,7 +70,7 @@ async function harnessFor(env: TestWorkflowEnvironment): Promise<Harness> {
     startSingletons: false,
     // Client envelopes carry the client's wall-clock time while the service judges them by
     // workflow time, which this file moves by months: widen the freshness window accordingly.
-    config: { envelopeMaxAgeSeconds: 400 * 24 * 3600, retentionDays: 29 },
+    config: { envelopeMaxAgeSeconds: 400 * 24 * 3600, tenantRetentionMs: RETENTION_MS },
   });
 }
 

@@ -31,7 +31,6 @@ export interface Config {
     | { kind: 'local-dev'; dir: string; keySize: 2048 | 3072 | 4096 };
   auditMacKey: Buffer;
   maxAncsPerTenant: number;
-  retentionDays: number;
   envelopeMaxAgeSeconds: number;
   healthCheckIntervalMinutes: number;
   rotationIntervalHours: number;
@@ -68,6 +67,11 @@ export interface Config {
   hsmQueueActivitiesPerSecond: number;
   /** Unwrapped tenant keys kept in memory; maxEntries 0 turns the cache off. */
   tenantKeyCache: { maxEntries: number; maxAgeSeconds: number; maxUses: number };
+  // Tenant retention and the sweep of tenant workflows.
+  /** How long a deactivated tenant's data is kept before it is purged. */
+  tenantRetentionMs: number;
+  /** How often the sweep restarts tenant workflows lost mid-window (terminated by an operator). */
+  tenantSweepIntervalMs: number;
 }
 
 const ROOT = projectRoot();
@@ -163,6 +167,33 @@ const dnsOverrides = () =>
       return out;
     });
 
+const DURATION_UNITS_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+const DAY_MS = DURATION_UNITS_MS.d;
+
+/** A duration like `29d`, `12h`, `90m` or `20s` in milliseconds; undefined when it does not parse. */
+export function parseDuration(raw: string): number | undefined {
+  const m = /^(\d+)\s*([smhd])$/.exec(raw.trim());
+  if (!m?.[1] || !m[2]) return undefined;
+  return Number(m[1]) * DURATION_UNITS_MS[m[2] as keyof typeof DURATION_UNITS_MS];
+}
+
+const duration = (minMs: number, maxMs: number, fallbackMs: number) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined) return fallbackMs;
+      const ms = parseDuration(raw);
+      if (ms === undefined || ms < minMs || ms > maxMs) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be a duration like 29d, 12h, 90m or 20s, from ${minMs / 1000}s to ${maxMs / DAY_MS}d (got "${raw}")`,
+        });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
 /**
  * The worker's environment, one entry per variable. Other areas add their variables with
  * `envSchema.extend({...})`. Temporal's connection variables (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
@@ -191,7 +222,6 @@ export const envSchema = z.object({
       message: 'must be 32 bytes, base64-encoded',
     }),
   MAX_ANCS_PER_TENANT: integer(1, 10_000, 10),
-  TENANT_RETENTION_DAYS: integer(1, 365, 29),
   ENVELOPE_MAX_AGE_SECONDS: integer(10, 3600, 300),
   HEALTH_CHECK_INTERVAL_MINUTES: integer(1, 7 * 24 * 60, 360),
   ROTATION_INTERVAL_HOURS: integer(1, 24 * 31, 24),
@@ -224,6 +254,11 @@ export const envSchema = z.object({
   TENANT_KEY_CACHE_MAX_ENTRIES: integer(0, 10_000_000, 10_000),
   TENANT_KEY_CACHE_MAX_AGE_SECONDS: integer(1, 24 * 3600, 300),
   TENANT_KEY_CACHE_MAX_USES: integer(1, 1_000_000_000, 1_000),
+  // Tenant retention and the sweep of tenant workflows. TENANT_RETENTION_DAYS (0: unset) is read
+  // only when TENANT_RETENTION is not set, for existing deployments.
+  TENANT_RETENTION: duration(1000, 365 * DAY_MS, 29 * DAY_MS),
+  TENANT_RETENTION_DAYS: integer(1, 365, 0),
+  TENANT_SWEEP_INTERVAL: duration(1000, DAY_MS, 3_600_000),
 });
 
 export type Env = z.output<typeof envSchema>;
@@ -259,6 +294,12 @@ function crossChecks(env: Record<string, string>): string[] {
   const ops = Number(env.KEYVAULT_HSM_OPS_PER_SECOND);
   if (max !== undefined && Number.isInteger(ops) && ops > max && ops <= 200)
     problems.push(`KEYVAULT_HSM_OPS_PER_SECOND must be at most ${max} for ${size}-bit keys (got "${ops}")`);
+  // Tenant retention: seconds are for tests; production keeps data at least a day.
+  if (env.TENANT_RETENTION && env.TENANT_RETENTION_DAYS)
+    problems.push('set TENANT_RETENTION or TENANT_RETENTION_DAYS, not both');
+  const retentionMs = env.TENANT_RETENTION ? parseDuration(env.TENANT_RETENTION) : undefined;
+  if (production && retentionMs !== undefined && retentionMs < DAY_MS)
+    problems.push('TENANT_RETENTION must be at least 1d in production');
   return problems;
 }
 
@@ -300,7 +341,6 @@ export function loadConfig(rawEnv: NodeJS.ProcessEnv = process.env): Config {
     // Development only: a fixed, public key. The chain still detects accidental edits.
     auditMacKey: e.AUDIT_MAC_KEY ? Buffer.from(e.AUDIT_MAC_KEY, 'base64') : Buffer.alloc(32, 0x41),
     maxAncsPerTenant: e.MAX_ANCS_PER_TENANT,
-    retentionDays: e.TENANT_RETENTION_DAYS,
     envelopeMaxAgeSeconds: e.ENVELOPE_MAX_AGE_SECONDS,
     healthCheckIntervalMinutes: e.HEALTH_CHECK_INTERVAL_MINUTES,
     rotationIntervalHours: e.ROTATION_INTERVAL_HOURS,
@@ -330,5 +370,8 @@ export function loadConfig(rawEnv: NodeJS.ProcessEnv = process.env): Config {
       maxAgeSeconds: e.TENANT_KEY_CACHE_MAX_AGE_SECONDS,
       maxUses: e.TENANT_KEY_CACHE_MAX_USES,
     },
+    tenantRetentionMs:
+      !env.TENANT_RETENTION && e.TENANT_RETENTION_DAYS ? e.TENANT_RETENTION_DAYS * DAY_MS : e.TENANT_RETENTION,
+    tenantSweepIntervalMs: e.TENANT_SWEEP_INTERVAL,
   };
 }

@@ -7,7 +7,7 @@ import { ConfigError, loadConfig, loadLocalStackEnv } from './config';
 import { startHealthServer } from './health-server';
 import { createAuditAnchorSigner, createKekProvider } from './kek';
 import { createLogger } from './logger';
-import { ensureRotationSchedule, startAuditAnchor, startSingletons } from './singletons';
+import { ensureRotationSchedule, ensureTenantSweepSchedule, startAuditAnchor, startSingletons } from './singletons';
 import { installRuntime } from './telemetry';
 import { ensureSearchAttributes } from './temporal';
 import { createWorkers } from './workers';
@@ -52,6 +52,7 @@ async function main(): Promise<void> {
   await startSingletons(client, taskQueue);
   await ensureRotationSchedule(client, taskQueue, config.rotationIntervalHours);
   await startAuditAnchor(client, taskQueue, config.auditAnchor.intervalMinutes);
+  await ensureTenantSweepSchedule(client, taskQueue, config.tenantSweepIntervalMs);
 
   const health =
     config.healthPort === undefined

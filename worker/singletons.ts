@@ -4,7 +4,12 @@ import {
   WorkflowIdConflictPolicy,
   type Client,
 } from '@temporalio/client';
-import { AUDIT_ANCHOR_WORKFLOW_ID, KEYRING_WORKFLOW_ID, ROTATION_SCHEDULE_ID } from '../common/ids';
+import {
+  AUDIT_ANCHOR_WORKFLOW_ID,
+  KEYRING_WORKFLOW_ID,
+  ROTATION_SCHEDULE_ID,
+  TENANT_SWEEP_SCHEDULE_ID,
+} from '../common/ids';
 import { anchorAuditSignal, refreshKekSignal } from '../workflows/definitions';
 import {
   ROTATION_WORKFLOW_ID_PREFIX,
@@ -72,4 +77,39 @@ export async function startAuditAnchor(client: Client, taskQueue: string, interv
     signalArgs: [],
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
   });
+}
+
+/**
+ * Creates the tenant-sweep schedule (every `intervalMs`, overlap SKIP) or brings an existing one up
+ * to date. Idempotent; every worker calls it at start. A paused schedule stays paused.
+ */
+export async function ensureTenantSweepSchedule(
+  client: Client,
+  taskQueue: string,
+  intervalMs: number,
+): Promise<'created' | 'updated'> {
+  if (!Number.isInteger(intervalMs) || intervalMs < 1000) throw new RangeError('intervalMs must be at least 1000');
+  const spec = { intervals: [{ every: intervalMs }] };
+  const action = {
+    type: 'startWorkflow' as const,
+    workflowType: 'tenantSweepWorkflow',
+    workflowId: TENANT_SWEEP_SCHEDULE_ID,
+    taskQueue,
+    args: [{}],
+    staticSummary: 'Tenant sweep: restart the workflow of deactivated tenants whose workflow is gone',
+  };
+  const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 hour', pauseOnFailure: false };
+  try {
+    await client.schedule.create({ scheduleId: TENANT_SWEEP_SCHEDULE_ID, spec, action, policies });
+    return 'created';
+  } catch (err) {
+    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+  }
+  await client.schedule.getHandle(TENANT_SWEEP_SCHEDULE_ID).update((previous) => ({
+    spec,
+    action,
+    policies,
+    state: { paused: previous.state.paused, note: previous.state.note },
+  }));
+  return 'updated';
 }

@@ -4,3 +4,4 @@ export { auditAnchorWorkflow } from './audit-anchor';
 export { keyringWorkflow } from './keyring';
 export { rotationWorkflow } from './rotation';
 export { tenantWorkflow } from './tenant';
+export { tenantSweepWorkflow } from './tenant-sweep';

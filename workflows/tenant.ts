@@ -44,7 +44,7 @@ import {
 
 export interface TenantWorkflowArgs {
   tenantId: string;
-  /** Retention window after deactivation; the worker's TENANT_RETENTION_DAYS (default 29) when absent. */
+  /** Retention window in days after deactivation; the worker's TENANT_RETENTION (default 29d) when absent. */
   retentionDays?: number;
   /** ANCs (and used-envelope records) deleted per purge activity. */
   purgeBatchSize?: number;

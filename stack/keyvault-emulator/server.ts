@@ -26,6 +26,7 @@
  *
  * Test hooks (no authentication, not part of Key Vault): `control` in-process, and over HTTP
  *   POST /_emulator/faults  {"count":2,"status":429,"retryAfterSeconds":0}
+ *   POST /_emulator/fault-share  {"share":0.5,"faults":[{"status":429,"retryAfterSeconds":1},{"status":503}],"seed":7}
  *   GET  /_emulator/stats
  *   POST /_emulator/reset
  *   POST /_emulator/clock   {"advanceSeconds":86400}  moves the emulator's clock; due AutoRenew actions run
@@ -106,6 +107,11 @@ export interface EmulatorStats {
 export interface EmulatorControl {
   /** The next `count` authenticated vault requests fail with `fault.status`. Calls queue up. */
   failNext(count: number, fault: FaultSpec): void;
+  /**
+   * From now on, each authenticated vault request fails with probability `share` (0 stops it), with
+   * one of `faults` picked at random; a seeded generator makes a run repeatable. Queued faults go first.
+   */
+  failShare(share: number, faults: FaultSpec[], seed?: number): void;
   stats(): EmulatorStats;
   /** Clears queued faults and statistics. Keys are kept. */
   reset(): void;
@@ -309,6 +315,11 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
   // ---------------------------------------------------------------- stats and faults
   const faults: FaultSpec[] = [];
   let stats = emptyStats();
+  let faultShare: { share: number; faults: FaultSpec[]; next: () => number } | undefined;
+  const sharedFault = (): FaultSpec | undefined => {
+    if (!faultShare || faultShare.next() >= faultShare.share) return undefined;
+    return faultShare.faults[Math.floor(faultShare.next() * faultShare.faults.length)];
+  };
 
   const control: EmulatorControl = {
     failNext(count, fault) {
@@ -327,6 +338,37 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
         retry === undefined ? { status: fault.status } : { status: fault.status, retryAfterSeconds: retry };
       for (let i = 0; i < count; i++) faults.push(spec);
     },
+    failShare(share, specs, seed) {
+      if (!(typeof share === 'number' && share >= 0 && share <= 1)) {
+        throw new TypeError('failShare: share must be a number from 0 to 1');
+      }
+      if (share === 0) {
+        faultShare = undefined;
+        return;
+      }
+      if (!Array.isArray(specs) || specs.length === 0)
+        throw new TypeError('failShare: faults must be a non-empty list');
+      const checked = specs.map((f) => {
+        if (f?.status !== 429 && f?.status !== 500 && f?.status !== 503) {
+          throw new TypeError('failShare: status must be 429, 500 or 503');
+        }
+        const retry = f.retryAfterSeconds;
+        if (retry !== undefined && !(typeof retry === 'number' && Number.isFinite(retry) && retry >= 0)) {
+          throw new TypeError('failShare: retryAfterSeconds must be a non-negative number');
+        }
+        return retry === undefined ? { status: f.status } : { status: f.status, retryAfterSeconds: retry };
+      });
+      // mulberry32: small, seedable, good enough to spread faults.
+      let state = (seed ?? Math.floor(Math.random() * 2 ** 32)) >>> 0;
+      const next = () => {
+        state = (state + 0x6d2b79f5) >>> 0;
+        let t = state;
+        t = Math.imul(t ^ (t >>> 15), t | 1);
+        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+        return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+      };
+      faultShare = { share, faults: checked, next };
+    },
     stats() {
       return {
         ...stats,
@@ -342,6 +384,7 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
     },
     reset() {
       faults.length = 0;
+      faultShare = undefined;
       stats = emptyStats();
     },
     async advanceClock(seconds) {
@@ -640,7 +683,7 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
     stats.operations[route.op]++;
     if (isCryptoOp(route.op)) stats.cryptoTimestamps[route.op].push(clock());
 
-    const fault = faults.shift();
+    const fault = faults.shift() ?? sharedFault();
     if (fault) {
       stats.faultsInjected++;
       if (fault.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(fault.retryAfterSeconds));
@@ -746,6 +789,20 @@ export async function startKeyVaultEmulator(opts: KeyVaultEmulatorOptions): Prom
         throw badParameter((e as Error).message);
       }
       sendJson(res, 200, { pendingFaults: faults.length });
+      return;
+    }
+    if (url.pathname === '/_emulator/fault-share' && method === 'POST') {
+      const spec = parseJsonBody(body);
+      try {
+        control.failShare(
+          spec.share as number,
+          (spec.faults ?? []) as FaultSpec[],
+          spec.seed === undefined ? undefined : (spec.seed as number),
+        );
+      } catch (e) {
+        throw badParameter((e as Error).message);
+      }
+      sendJson(res, 200, { share: spec.share });
       return;
     }
     if (url.pathname === '/_emulator/stats' && method === 'GET') {

@@ -141,7 +141,7 @@ export async function createHealthTestEnv(): Promise<HealthTestEnv> {
       auditMacKey: Buffer.alloc(32, 0x42),
       maxAncsPerTenant: 1000,
       envelopeMaxAgeSeconds: 300,
-      retentionDays: 29,
+      tenantRetentionMs: 29 * 24 * 3600 * 1000,
       disableUnreferencedKekVersions: false,
       ldap: ldapSettings(),
     },

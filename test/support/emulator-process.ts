@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { AzureKeyVaultKekProvider } from '../../activities/kek/azure-key-vault';
 import { AzureKeyVaultCertificateKekProvider } from '../../activities/kek/azure-key-vault-certificate';
 import { SlidingWindowLimiter } from '../../activities/kek/rate-limiter';
-import type { EmulatorStats, FaultStatus } from '../../stack/keyvault-emulator/server';
+import type { EmulatorStats, FaultSpec, FaultStatus } from '../../stack/keyvault-emulator/server';
 import { emulatorCredential } from '../../worker/kek';
 import { selfSignedCert } from './certs';
 import { ROOT } from './stack';
@@ -32,6 +32,8 @@ export interface EmulatorProcess {
   advanceClock(seconds: number): Promise<number>;
   /** The emulator's test CA (PEM), which issues certificates of any issuer other than Self. */
   testCaPem(): Promise<string>;
+  /** From now on a `share` of vault requests fail with one of `faults` (0 stops it). */
+  faultShare(share: number, faults: FaultSpec[], seed?: number): Promise<void>;
   /** Stops the process and removes its certificate. */
   stop(): Promise<void>;
 }
@@ -96,6 +98,9 @@ export async function startEmulatorProcess(): Promise<EmulatorProcess> {
     advanceClock: async (seconds) =>
       ((await control('POST', '/_emulator/clock', { advanceSeconds: seconds })) as { nowMs: number }).nowMs,
     testCaPem: async () => ((await control('GET', '/_emulator/ca')) as { pem: string }).pem,
+    faultShare: async (share, faults, seed) => {
+      await control('POST', '/_emulator/fault-share', { share, faults, ...(seed === undefined ? {} : { seed }) });
+    },
     async stop() {
       child.kill('SIGTERM');
       await exited;

@@ -110,8 +110,10 @@ export async function createHarness(opts: {
   startSingletons?: boolean;
   /** How the harness's SDK verifies the published key; default unverified (the local KEK has no certificate). */
   kekTrust?: KekTrust;
+  /** A database of the test's own (default: a fresh one on the stack's PostgreSQL). */
+  db?: TestDatabase;
 }): Promise<Harness> {
-  const db = await createTestDatabase();
+  const db = opts.db ?? (await createTestDatabase());
   const logs = new LogSink();
   const kek = new KekDirectory(opts.kek ?? localKek(), 0);
   await kek.bootstrap(new Date());
@@ -123,7 +125,7 @@ export async function createHarness(opts: {
       auditMacKey: Buffer.alloc(32, 7),
       maxAncsPerTenant: 10,
       envelopeMaxAgeSeconds: 300,
-      retentionDays: 29,
+      tenantRetentionMs: 29 * 24 * 3600 * 1000,
       disableUnreferencedKekVersions: false,
       ldap: {
         urlTemplate: stackEnv().LDAP_URL ?? 'ldap://127.0.0.1:1',
