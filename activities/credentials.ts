@@ -5,8 +5,8 @@ import { zero } from './crypto/tenant-key';
 import { appendAudit } from './db/audit';
 import { inTransaction, type PoolClient } from './db/pool';
 import type { ActivityDeps } from './deps';
-import { openEnvelope } from './envelope';
-import { obtainTenantKey } from './tenant-keys';
+import { openEnvelope, readEnvelopeHeader } from './envelope';
+import { obtainTenantKey, unwrapActiveTenantKeyEarly } from './tenant-keys';
 
 export interface ProvideCredentialInput {
   mode: 'create' | 'update';
@@ -68,33 +68,42 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
   const done = await findStored(deps.pool, input.operationId);
   if (done) return done;
 
-  const kekVersion = await deps.kek.current();
-  const opened = await openEnvelope({
-    envelope: input.passwordEnvelope,
-    kek: deps.kek.provider,
-    kekId: kekVersion.kekId,
-    tenantId: input.tenantId,
-    ancId: input.ancId,
-    op: input.mode,
-    receivedAtMs: input.receivedAtMs,
-    maxAgeSeconds: deps.config.envelopeMaxAgeSeconds,
-  });
   const now = new Date(input.nowMs);
+  const kekVersion = await deps.kek.current();
+  readEnvelopeHeader(input.passwordEnvelope); // a malformed envelope costs no Key Vault call
+  // The two Key Vault unwraps (the envelope's content key, the tenant key) overlap, and the tenant
+  // key's stays out of the transaction; under the tenant lock it is used only if still the active key.
+  const earlyKey = unwrapActiveTenantKeyEarly(deps.pool, deps.kek, input.tenantId, now);
+  let opened: Awaited<ReturnType<typeof openEnvelope>>;
+  try {
+    opened = await openEnvelope({
+      envelope: input.passwordEnvelope,
+      kek: deps.kek.provider,
+      kekId: kekVersion.kekId,
+      tenantId: input.tenantId,
+      ancId: input.ancId,
+      op: input.mode,
+      receivedAtMs: input.receivedAtMs,
+      maxAgeSeconds: deps.config.envelopeMaxAgeSeconds,
+    });
+  } catch (err) {
+    zero((await earlyKey)?.key);
+    throw err;
+  }
+  const early = await earlyKey;
   const audit = { actor: input.actor, workflowId: input.workflowId };
 
+  let earlyConsumed = false;
   try {
     return await inTransaction(deps.pool, async (client) => {
       await lockActiveTenant(client, input.tenantId, input.mode === 'create');
       let nextVersion = 1;
       if (input.mode === 'create') {
-        const existing = await client.query('SELECT 1 FROM ancs WHERE tenant_id = $1 AND anc_id = $2', [
-          input.tenantId,
-          input.ancId,
-        ]);
-        if (existing.rowCount) throw permanentFailure('AncAlreadyExists', `ANC ${input.ancId} already exists`);
-        const { rows } = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM ancs WHERE tenant_id = $1', [
-          input.tenantId,
-        ]);
+        const { rows } = await client.query<{ n: number; exists: boolean }>(
+          'SELECT count(*)::int AS n, COALESCE(bool_or(anc_id = $2), false) AS exists FROM ancs WHERE tenant_id = $1',
+          [input.tenantId, input.ancId],
+        );
+        if (rows[0]?.exists) throw permanentFailure('AncAlreadyExists', `ANC ${input.ancId} already exists`);
         if ((rows[0]?.n ?? 0) >= deps.config.maxAncsPerTenant) {
           throw permanentFailure(
             'TenantLimitReached',
@@ -120,10 +129,12 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
       if (used.rowCount === 0)
         throw permanentFailure('EnvelopeReused', 'this password envelope was already used: seal the password again');
 
+      earlyConsumed = true;
       const tenantKey = await obtainTenantKey(client, deps.kek, deps.config.auditMacKey, {
         tenantId: input.tenantId,
         now,
         audit: { ...audit, eventKey: `${input.operationId}/tenant-key` },
+        early,
       });
       let sealed: Buffer;
       try {
@@ -186,6 +197,7 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
       return { credentialVersion: nextVersion, tenantKeyVersion: tenantKey.version, storedAt: now.toISOString() };
     });
   } catch (err) {
+    if (!earlyConsumed) zero(early?.key);
     // A retry racing with its own earlier attempt: the first one won, report its result.
     if ((err as { code?: string }).code === PG_UNIQUE_VIOLATION) {
       const stored = await findStored(deps.pool, input.operationId);

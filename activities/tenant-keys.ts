@@ -23,9 +23,9 @@ export interface OpenTenantKey {
   generated: boolean;
 }
 
-/** The active, unexpired key of a tenant, if any. Caller holds the tenant row lock. */
+/** The active, unexpired key of a tenant, if any. Caller holds the tenant row lock (or re-checks under it). */
 export async function findUsableTenantKey(
-  client: PoolClient,
+  client: Pick<PoolClient, 'query'>,
   tenantId: string,
   now: Date,
 ): Promise<TenantKeyRow | undefined> {
@@ -94,14 +94,54 @@ export async function generateTenantKeyVersion(
   }
 }
 
-/** The tenant's usable key in the clear: the active one, or a newly generated one. */
+/**
+ * The tenant's usable key in the clear: the active one, or a newly generated one. `early` is the
+ * same tenant's key unwrapped before the lock was taken; it is used (and owned) here when it is
+ * still the active key, and zeroed otherwise.
+ */
 export async function obtainTenantKey(
   client: PoolClient,
   kek: KekDirectory,
   macKey: Buffer,
-  args: { tenantId: string; now: Date; audit: Omit<AuditEntry, 'event' | 'details' | 'tenantId' | 'at' | 'outcome'> },
+  args: {
+    tenantId: string;
+    now: Date;
+    audit: Omit<AuditEntry, 'event' | 'details' | 'tenantId' | 'at' | 'outcome'>;
+    early?: { row: TenantKeyRow; key: Buffer };
+  },
 ): Promise<OpenTenantKey> {
   const row = await findUsableTenantKey(client, args.tenantId, args.now);
+  const early = args.early;
+  if (early && row && sameKeyRow(early.row, row)) return { version: row.version, key: early.key, generated: false };
+  if (early) zero(early.key);
   if (row) return { version: row.version, key: await unwrapTenantKey(kek, row), generated: false };
   return generateTenantKeyVersion(client, kek, macKey, args);
+}
+
+function sameKeyRow(a: TenantKeyRow, b: TenantKeyRow): boolean {
+  return (
+    a.version === b.version &&
+    a.kek_id === b.kek_id &&
+    a.kek_version === b.kek_version &&
+    Buffer.compare(a.wrapped_key, b.wrapped_key) === 0
+  );
+}
+
+/**
+ * Unwraps the tenant's active key without holding any lock, so the Key Vault call can overlap
+ * another one (the envelope's) and stays out of the transaction. Undefined when the tenant has no
+ * usable key or the unwrap fails: the caller then takes the locked path, which reports the error.
+ */
+export async function unwrapActiveTenantKeyEarly(
+  pool: Pick<PoolClient, 'query'>,
+  kek: KekDirectory,
+  tenantId: string,
+  now: Date,
+): Promise<{ row: TenantKeyRow; key: Buffer } | undefined> {
+  try {
+    const row = await findUsableTenantKey(pool, tenantId, now);
+    return row && { row, key: await unwrapTenantKey(kek, row) };
+  } catch {
+    return undefined;
+  }
 }
