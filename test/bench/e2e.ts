@@ -260,9 +260,9 @@ export async function e2e(): Promise<void> {
 
     // Warm-up (not counted): both workers load their workflow bundles and caches.
     const warm = 16;
-    await runConcurrent(warm, 8, (i) =>
-      A.create(`warm${i % 4}`, `a${i}`).then(() => A.update(`warm${i % 4}`, `a${i}`)),
-    );
+    await runConcurrent(warm, 8, (i) => A.create(`warm${i % 4}`, `a${i}`));
+    await settle(stack);
+    await runConcurrent(warm, 8, (i) => A.update(`warm${i % 4}`, `a${i}`));
     await settle(stack);
     {
       const history = await stack.client.workflow.getHandle(A.workflowId('warm0', 'a0')).fetchHistory();
@@ -274,9 +274,9 @@ export async function e2e(): Promise<void> {
       shape.update.before = updated.activitiesBeforeAnswer;
       shape.update.after = updated.activities - updated.activitiesBeforeAnswer;
     }
-    await runConcurrent(warm, 8, (i) =>
-      B.create(`warm${i % 4}`, `a${i}`).then(() => B.update(`warm${i % 4}`, `a${i}`)),
-    );
+    await runConcurrent(warm, 8, (i) => B.create(`warm${i % 4}`, `a${i}`));
+    await sleep(1500);
+    await runConcurrent(warm, 8, (i) => B.update(`warm${i % 4}`, `a${i}`));
     await sleep(1500);
     console.log(
       `  activities per operation (before the answer + after): create ${shape.create.before}+${shape.create.after},` +

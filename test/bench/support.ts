@@ -136,12 +136,17 @@ export async function startChildProcess(
     child.once('exit', (code) => reject(new Error(`${script} exited (${code}) before it was ready:\n${tail}`)));
   });
   const pid = child.pid as number;
+  let stopping = false;
+  child.once('exit', (code, signal) => {
+    if (!stopping) console.error(`${script} exited unexpectedly (${code ?? signal}):\n${tail}`);
+  });
   return {
     pid,
     child,
     rss: () => procRss(pid),
     cpuSeconds: () => procCpuSeconds(pid),
     async stop() {
+      stopping = true;
       if (child.exitCode === null) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 40_000);
       await exited;
