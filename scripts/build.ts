@@ -14,7 +14,14 @@ const DIST = `${ROOT}dist/`;
 async function workflowBundle(): Promise<void> {
   const { code } = await bundleWorkflowCode({
     workflowsPath: `${ROOT}workflows/index.ts`,
-    logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: console.warn, error: console.error },
+    logger: {
+      log: () => undefined,
+      trace: () => undefined,
+      debug: () => undefined,
+      info: () => undefined,
+      warn: console.warn,
+      error: console.error,
+    },
   });
   writeFileSync(`${DIST}workflow-bundle.js`, code);
 }
