@@ -70,10 +70,14 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
 
   const now = new Date(input.nowMs);
   const kekVersion = await deps.kek.current();
-  readEnvelopeHeader(input.passwordEnvelope); // a malformed envelope costs no Key Vault call
   // The two Key Vault unwraps (the envelope's content key, the tenant key) overlap, and the tenant
   // key's stays out of the transaction; under the tenant lock it is used only if still the active key.
-  const earlyKey = unwrapActiveTenantKeyEarly(deps.pool, deps.kek, input.tenantId, now);
+  // A malformed envelope, or one for another ANC or operation, costs no tenant key unwrap.
+  const header = readEnvelopeHeader(input.passwordEnvelope);
+  const earlyKey =
+    header.tid === input.tenantId && header.aid === input.ancId && header.op === input.mode
+      ? unwrapActiveTenantKeyEarly(deps.pool, deps.kek, input.tenantId, now)
+      : Promise.resolve(undefined);
   let opened: Awaited<ReturnType<typeof openEnvelope>>;
   try {
     opened = await openEnvelope({
