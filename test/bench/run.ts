@@ -1,6 +1,7 @@
 /**
  * Benchmarks, each against a baseline measured in the same run; prints ratios, asserts nothing.
- *   npm run bench            (needs the local stack: bash stack/up.sh)
+ *   npm run bench                      every figure (needs the local stack: bash stack/up.sh)
+ *   npm run bench -- e2e rotation      only the figures named (sealing, wrapping, e2e, rotation, idle)
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -10,6 +11,9 @@ import { SlidingWindowLimiter } from '../../activities/kek/rate-limiter';
 import { emulatorCredential } from '../../worker/kek';
 import { stackEnv } from '../support/stack';
 import { sealingBench } from './seal';
+import { e2e } from './e2e';
+import { idle } from './idle';
+import { rotation } from './rotation';
 
 async function time(label: string, n: number, fn: (i: number) => unknown | Promise<unknown>): Promise<number> {
   for (let i = 0; i < Math.min(20, n); i++) await fn(i); // warm-up
@@ -50,5 +54,13 @@ async function wrapping(): Promise<void> {
   );
 }
 
-sealingBench();
-await wrapping();
+const sealing = async (): Promise<void> => sealingBench();
+const figures: Record<string, () => Promise<void>> = { sealing, wrapping, e2e, rotation, idle };
+const chosen = process.argv.slice(2);
+for (const name of chosen) {
+  if (!(name in figures)) {
+    console.error(`unknown benchmark "${name}"; choose from: ${Object.keys(figures).join(', ')}`);
+    process.exit(2);
+  }
+}
+for (const name of chosen.length ? chosen : Object.keys(figures)) await figures[name]?.();
