@@ -151,7 +151,7 @@ export async function measureCallsPerOperation(
       kek,
       startSingletons: false,
       // Envelopes carry wall-clock time; this run moves workflow time by a year.
-      config: { envelopeMaxAgeSeconds: 400 * 24 * 3600, retentionDays: 29 },
+      config: { envelopeMaxAgeSeconds: 400 * 24 * 3600, tenantRetentionMs: 29 * 24 * 3600 * 1000 },
     });
     const harness = h;
     // The KEK directory as the worker builds it (it re-reads the current version once a minute),
