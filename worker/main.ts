@@ -1,8 +1,9 @@
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import { NativeConnection, Runtime } from '@temporalio/worker';
 import { migrate } from '../activities/db/migrate';
 import { createPool } from '../activities/db/pool';
 import { KekDirectory } from '../activities/kek/directory';
+import { setMeterOutsideActivities } from '../activities/metrics';
 import { ConfigError, loadConfig, loadLocalStackEnv } from './config';
 import { startHealthServer } from './health-server';
 import { createAuditAnchorSigner, createKekProvider } from './kek';
@@ -18,6 +19,8 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   // Before any connection: the SDK's logs go through pino, its metrics to METRICS_PORT.
   installRuntime({ logger, metricsPort: config.metricsPort });
+  // Key Vault calls made outside an activity (the KEK bootstrap below) are counted too.
+  setMeterOutsideActivities(Runtime.instance().metricMeter);
 
   await migrate(config.databaseUrl);
   const pool = createPool(config.databaseUrl);
