@@ -13,7 +13,6 @@ import {
   createPublicKey,
   generateKeyPairSync,
   privateEncrypt,
-  verify,
   type KeyObject,
 } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -21,7 +20,7 @@ import { join } from 'node:path';
 import type { TokenCredential } from '@azure/core-auth';
 import { CryptographyClient, KeyClient, type KeyClientOptions, type KeyVaultKey } from '@azure/keyvault-keys';
 import type { AuditAnchor } from '../common/types';
-import type { Pool } from './db/pool';
+import { auditAnchorPayload, readAuditHead } from './audit-anchor-check';
 import type { ActivityDeps } from './deps';
 import { statusOf } from './kek/azure-key-vault';
 
@@ -30,11 +29,6 @@ export interface AuditAnchorSigner {
   /** The signing key's id (it is part of what is signed). */
   keyId(): Promise<string>;
   sign(digest: Buffer): Promise<{ kid: string; signature: Buffer; publicJwk: AuditAnchor['publicJwk'] }>;
-}
-
-/** The bytes an anchor's signature covers. */
-export function auditAnchorPayload(a: Pick<AuditAnchor, 'seq' | 'mac' | 'at' | 'kid'>): Buffer {
-  return Buffer.from(`anc-audit-anchor/v1\n${a.seq}\n${a.mac}\n${a.at}\n${a.kid}`, 'utf8');
 }
 
 function rsaJwk(key: KeyObject): AuditAnchor['publicJwk'] {
@@ -132,15 +126,6 @@ export class LocalAnchorSigner implements AuditAnchorSigner {
 
 const SHA256_DIGEST_INFO = Buffer.from('3031300d060960864801650304020105000420', 'hex');
 
-/** The chain's head now. */
-export async function readAuditHead(pool: Pool): Promise<{ seq: number; mac: string }> {
-  const { rows } = await pool.query<{ seq: string; mac: Buffer }>(
-    'SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1',
-  );
-  const head = rows[0];
-  return head ? { seq: Number(head.seq), mac: head.mac.toString('hex') } : { seq: 0, mac: '' };
-}
-
 /** Activity: reads the head and signs it. Only public facts are returned (they go to history). */
 export async function anchorAuditHead(deps: ActivityDeps): Promise<AuditAnchor> {
   const signer = deps.auditAnchor;
@@ -157,43 +142,5 @@ export async function anchorAuditHead(deps: ActivityDeps): Promise<AuditAnchor> 
   };
 }
 
-/** The anchor's signature verifies with its public key. */
-export function verifyAnchorSignature(a: AuditAnchor): boolean {
-  try {
-    const key = createPublicKey({ key: { ...a.publicJwk }, format: 'jwk' });
-    return verify('sha256', auditAnchorPayload(a), key, Buffer.from(a.signature, 'base64url'));
-  } catch {
-    return false;
-  }
-}
-
-export type AnchorCheck =
-  | { ok: true; anchoredSeq: number; anchoredAt: string; keyThumbprint: string }
-  | {
-      ok: false;
-      reason: 'shorter-than-anchor' | 'anchor-mismatch' | 'anchor-signature';
-      anchoredSeq: number;
-      anchoredAt: string;
-      /** The newest seq found in the database. */
-      headSeq: number;
-    };
-
-/**
- * Compares the database's chain with an anchor: the anchored record must still exist with the
- * anchored MAC. (verifyAuditChain checks every record up to the head.)
- */
-export async function checkAuditAnchor(pool: Pool, anchor: AuditAnchor): Promise<AnchorCheck> {
-  const head = await readAuditHead(pool);
-  const base = { anchoredSeq: anchor.seq, anchoredAt: anchor.at };
-  if (!verifyAnchorSignature(anchor)) return { ok: false, reason: 'anchor-signature', headSeq: head.seq, ...base };
-  if (head.seq < anchor.seq) return { ok: false, reason: 'shorter-than-anchor', headSeq: head.seq, ...base };
-  if (anchor.seq > 0) {
-    const { rows } = await pool.query<{ mac: Buffer }>('SELECT mac FROM audit_log WHERE seq = $1', [anchor.seq]);
-    if (rows[0]?.mac.toString('hex') !== anchor.mac)
-      return { ok: false, reason: 'anchor-mismatch', headSeq: head.seq, ...base };
-  }
-  const keyThumbprint = createHash('sha256')
-    .update(`{"e":"${anchor.publicJwk.e}","kty":"RSA","n":"${anchor.publicJwk.n}"}`)
-    .digest('base64url');
-  return { ok: true, keyThumbprint, ...base };
-}
+export { auditAnchorPayload, checkAuditAnchor, readAuditHead, verifyAnchorSignature } from './audit-anchor-check';
+export type { AnchorCheck } from './audit-anchor-check';

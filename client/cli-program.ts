@@ -1,6 +1,6 @@
 import { userInfo } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { checkAuditAnchor, type AnchorCheck } from '../activities/audit-anchor';
+import { checkAuditAnchor, type AnchorCheck } from '../activities/audit-anchor-check';
 import { listAudit, verifyAuditChain, type AuditRecord, type AuditVerification } from '../activities/db/audit';
 import { AUDIT_ANCHOR_WORKFLOW_ID } from '../common/ids';
 import type { AuditAnchor } from '../common/types';
