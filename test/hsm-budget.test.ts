@@ -156,6 +156,8 @@ describe('one HSM budget for the whole fleet (dev server, two worker processes, 
         KEYVAULT_KEY_NAME: keyName,
         KEYVAULT_KEY_SIZE: '2048',
         KEYVAULT_EMULATOR: 'true',
+        // The test made a bare key version above: the KEK is a key, not a certificate.
+        KEYVAULT_KEK_MODE: 'key',
         KEYVAULT_CA: join(caDir, 'ca.pem'),
         // Each process alone may send 50 a second: only the fleet-wide queue rate holds them to the budget.
         KEYVAULT_HSM_OPS_PER_SECOND: '50',
@@ -166,7 +168,13 @@ describe('one HSM budget for the whole fleet (dev server, two worker processes, 
       };
       workers.push(await startWorkerProcess(workerEnv), await startWorkerProcess(workerEnv));
       await startSingletons(env.client, taskQueue);
-      const sdk = new AncClient({ client: env.client, taskQueue, healthCheckIntervalMinutes: 24 * 60 });
+      // Key mode without pins: this test is about the budget, not the client's trust.
+      const sdk = new AncClient({
+        client: env.client,
+        taskQueue,
+        healthCheckIntervalMinutes: 24 * 60,
+        kekTrust: { unverified: true },
+      });
       // The keyring publishes the KEK; the first create waits for it.
       await sdk.createAnc({ tenantId: 'warm-up', ancId: 'anc-0', ...spec, password: 'Warm#Up-Pass1', actor: 'test' });
       await kv.reset();

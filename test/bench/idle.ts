@@ -91,7 +91,7 @@ export async function idle(): Promise<void> {
   try {
     const ids = await seedTenants(stack, n);
     const first = await start(queue);
-    const sdk = new AncClient({ client: stack.client, taskQueue: queue });
+    const sdk = new AncClient({ client: stack.client, taskQueue: queue, kekTrust: { unverified: true } });
     const t0 = performance.now();
     const run = await runConcurrent(ids.length, 32, (i) =>
       sdk.deactivateTenant(ids[i] as string, { actor: 'bench', reason: 'idle benchmark' }),

@@ -16,7 +16,7 @@ import { AncClient } from '../../client/sdk';
 import { ancWorkflowId } from '../../common/ids';
 import { createTestDatabase } from '../support/db';
 import { startDevServer } from '../support/harness';
-import { ROOT, stackEnv } from '../support/stack';
+import { ROOT, stackEnv, stackKekTrust } from '../support/stack';
 import { startWorkerProcess, workerEnv } from '../support/worker-process';
 
 const run = promisify(execFile);
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
   const worker = startWorkerProcess(join(ROOT, 'dist/worker/main.js'), wEnv, ROOT);
   try {
     await worker.waitForMessage('Worker started');
-    const sdk = new AncClient({ client: env.client, taskQueue });
+    const sdk = new AncClient({ client: env.client, taskQueue, kekTrust: stackKekTrust() });
     await sdk.createAnc({
       tenantId: 'bench',
       ancId: 'hq',
