@@ -8,7 +8,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/db';
 import { startDevServer } from './support/harness';
-import { ROOT } from './support/stack';
+import { ROOT, stackKekTrust } from './support/stack';
 import { startWorkerProcess, workerEnv, type WorkerProcess } from './support/worker-process';
 
 const run = promisify(execFile);
@@ -186,9 +186,18 @@ await sdk.temporal.connection.close();
     );
     expect(misuse).toMatch(/misuse\.ts\(2,\d+\): error TS2322: Type '[^']+' is not assignable to type 'number'/);
 
+    const trust = stackKekTrust();
     const { stdout } = await run(process.execPath, ['out/consumer.js'], {
       cwd: scratch,
-      env: { PATH: process.env.PATH, TEMPORAL_ADDRESS: env.address, TEMPORAL_TASK_QUEUE: taskQueue, HOME: scratch },
+      env: {
+        PATH: process.env.PATH,
+        TEMPORAL_ADDRESS: env.address,
+        TEMPORAL_TASK_QUEUE: taskQueue,
+        HOME: scratch,
+        // The consumer trusts the local test CA that issues the KEK certificate, as a real client would its CA.
+        ANC_KEK_TRUST_ANCHOR: trust.trustAnchorPem,
+        ANC_KEK_SUBJECT: trust.subject,
+      },
     });
     expect(JSON.parse(stdout)).toEqual({ created: 'active', got: 1, deleted: true, afterDelete: 'AncNotFound' });
 
