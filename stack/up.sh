@@ -152,12 +152,23 @@ start_keyvault_emulator() {
       || fail "openssl could not create the KEK test CA"
     chmod 600 "$dir/kek-ca-key.pem"
   fi
+  # An emulator this script started from older code is restarted, so a pulled change takes effect.
+  local code_hash pidfile="$STACK/run/keyvault-emulator.pid" hashfile="$STACK/run/keyvault-emulator.code"
+  code_hash=$(cat "$ROOT"/stack/keyvault-emulator/*.ts | sha256sum | cut -d' ' -f1)
+  if port_open "$KV_PORT" && [ -f "$pidfile" ] && [ "$(cat "$hashfile" 2>/dev/null)" != "$code_hash" ] \
+    && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    say "restarting the Key Vault emulator: its code changed"
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 100; i++)); do port_open "$KV_PORT" || break; sleep 0.1; done
+  fi
   if ! port_open "$KV_PORT"; then
     say "starting the Key Vault emulator on https://127.0.0.1:$KV_PORT"
     setsid nohup "$ROOT/node_modules/.bin/tsx" "$ROOT/stack/keyvault-emulator/main.ts" --port "$KV_PORT" \
       --cert "$dir/cert.pem" --key "$dir/key.pem" --state "$dir/state.json" \
       --ca-cert "$dir/kek-ca.pem" --ca-key "$dir/kek-ca-key.pem" >"$log" 2>&1 &
-    echo $! >"$STACK/run/keyvault-emulator.pid"
+    echo $! >"$pidfile"
+    echo "$code_hash" >"$hashfile"
   fi
   wait_port "$KV_PORT" 30 "Key Vault emulator" "$log"
 }
