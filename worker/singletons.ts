@@ -3,6 +3,7 @@ import {
   ScheduleOverlapPolicy,
   WorkflowIdConflictPolicy,
   type Client,
+  type ScheduleOptions,
 } from '@temporalio/client';
 import {
   AUDIT_ANCHOR_WORKFLOW_ID,
@@ -52,19 +53,7 @@ export async function ensureRotationSchedule(
     staticSummary: 'Key rotation: renew the KEK, re-wrap and replace tenant keys',
   };
   const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 day', pauseOnFailure: false };
-  try {
-    await client.schedule.create({ scheduleId: ROTATION_SCHEDULE_ID, spec, action, policies });
-    return 'created';
-  } catch (err) {
-    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-  }
-  await client.schedule.getHandle(ROTATION_SCHEDULE_ID).update((previous) => ({
-    spec,
-    action,
-    policies,
-    state: { paused: previous.state.paused, note: previous.state.note },
-  }));
-  return 'updated';
+  return createOrUpdateSchedule(client, ROTATION_SCHEDULE_ID, { spec, action, policies });
 }
 
 /** Starts the audit-anchor singleton if it is not running yet. Idempotent. */
@@ -99,16 +88,23 @@ export async function ensureTenantSweepSchedule(
     staticSummary: 'Tenant sweep: restart the workflow of deactivated tenants whose workflow is gone',
   };
   const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 hour', pauseOnFailure: false };
+  return createOrUpdateSchedule(client, TENANT_SWEEP_SCHEDULE_ID, { spec, action, policies });
+}
+
+/** Creates a schedule, or brings an existing one's spec, action and policies up to date; a paused one stays paused. */
+async function createOrUpdateSchedule(
+  client: Client,
+  scheduleId: string,
+  desired: Pick<ScheduleOptions, 'spec' | 'action' | 'policies'>,
+): Promise<'created' | 'updated'> {
   try {
-    await client.schedule.create({ scheduleId: TENANT_SWEEP_SCHEDULE_ID, spec, action, policies });
+    await client.schedule.create({ scheduleId, ...desired });
     return 'created';
   } catch (err) {
     if (!(err instanceof ScheduleAlreadyRunning)) throw err;
   }
-  await client.schedule.getHandle(TENANT_SWEEP_SCHEDULE_ID).update((previous) => ({
-    spec,
-    action,
-    policies,
+  await client.schedule.getHandle(scheduleId).update((previous) => ({
+    ...desired,
     state: { paused: previous.state.paused, note: previous.state.note },
   }));
   return 'updated';
