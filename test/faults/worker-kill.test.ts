@@ -146,9 +146,13 @@ describe('worker killed with kill -9 during mixed operations (dev server, Postgr
     const restartMs: number[] = [];
     const killer = (async () => {
       while (!workloadDone && kills < MAX_KILLS) {
-        // A kill loses the activities in flight, which Temporal retries once their start-to-close
-        // timeout (1 minute) passes: kills every few seconds would leave nothing time to finish.
-        await sleep(3000 + Math.random() * 6000);
+        // A random moment soon after the previous restart: the operations of a step take only a few
+        // seconds, so a longer pause would let them all finish between kills. (A kill loses the
+        // activities in flight; Temporal retries them once their start-to-close timeout passes.)
+        await sleep(500 + Math.random() * 2000);
+        // Aim at work in flight: wait a little for an operation to be running (callers waiting at a
+        // step boundary for the next kill have none, and are released by the kill itself).
+        for (let w = 0; w < 50 && inFlight === 0 && !workloadDone; w++) await sleep(100);
         if (workloadDone) break;
         inFlightAtKill.push(inFlight);
         await worker?.kill9();
