@@ -71,6 +71,8 @@ export const DEFAULT_TENANT_KEY_CACHE_LIMITS: TenantKeyCacheLimits = {
 export class TenantKeyCache {
   /** Insertion order doubles as recency order: a hit re-inserts its entry at the end. */
   private readonly entries = new Map<string, Entry>();
+  /** The same entries in unwrap order, oldest first: an age sweep stops at the first live one. */
+  private readonly byAge = new Map<string, Entry>();
   /** Unwraps in progress, so concurrent misses for one key cost one HSM call. */
   private readonly pending = new Map<string, Flight>();
   private counts = { hits: 0, misses: 0, evictions: 0 };
@@ -142,9 +144,11 @@ export class TenantKeyCache {
     this.counts.hits += 1;
     entry.uses += 1;
     const copy = Buffer.from(entry.key);
-    this.entries.delete(id);
-    if (entry.uses >= this.limits.maxUses) this.drop(entry, 'uses');
-    else this.entries.set(id, entry);
+    if (entry.uses >= this.limits.maxUses) this.remove(id, entry, 'uses');
+    else {
+      this.entries.delete(id);
+      this.entries.set(id, entry);
+    }
     return copy;
   }
 
@@ -159,21 +163,22 @@ export class TenantKeyCache {
     let dropped = 0;
     for (const [id, entry] of this.entries) {
       if (entry.tenantId !== tenantId) continue;
-      this.entries.delete(id);
-      this.drop(entry, 'invalidated');
+      this.remove(id, entry, 'invalidated');
       dropped += 1;
     }
     return dropped;
   }
 
-  /** Drops entries past their age. Called on every lookup; the worker also calls it on a timer. */
+  /**
+   * Drops entries past their age. Called on every lookup (it visits only the expired entries and
+   * the oldest live one); the worker also calls it on a timer.
+   */
   sweep(): number {
     const now = this.now();
     let dropped = 0;
-    for (const [id, entry] of this.entries) {
-      if (now - entry.unwrappedAt < this.limits.maxAgeMs) continue;
-      this.entries.delete(id);
-      this.drop(entry, 'age');
+    for (const [id, entry] of this.byAge) {
+      if (now - entry.unwrappedAt < this.limits.maxAgeMs) break;
+      this.remove(id, entry, 'age');
       dropped += 1;
     }
     return dropped;
@@ -183,6 +188,7 @@ export class TenantKeyCache {
   clear(): void {
     for (const entry of this.entries.values()) this.drop(entry, 'cleared');
     this.entries.clear();
+    this.byAge.clear();
     this.generations.clear();
   }
 
@@ -193,17 +199,21 @@ export class TenantKeyCache {
   private store(id: string, tenantId: string, key: Buffer): void {
     if (!this.enabled) return;
     const previous = this.entries.get(id);
-    if (previous) {
-      this.entries.delete(id);
-      this.drop(previous, 'size');
-    }
+    if (previous) this.remove(id, previous, 'size');
     while (this.entries.size >= this.limits.maxEntries) {
       const oldest = this.entries.entries().next().value;
       if (!oldest) break;
-      this.entries.delete(oldest[0]);
-      this.drop(oldest[1], 'size');
+      this.remove(oldest[0], oldest[1], 'size');
     }
-    this.entries.set(id, { tenantId, key: Buffer.from(key), unwrappedAt: this.now(), uses: 0 });
+    const entry = { tenantId, key: Buffer.from(key), unwrappedAt: this.now(), uses: 0 };
+    this.entries.set(id, entry);
+    this.byAge.set(id, entry);
+  }
+
+  private remove(id: string, entry: Entry, reason: EvictionReason): void {
+    this.entries.delete(id);
+    this.byAge.delete(id);
+    this.drop(entry, reason);
   }
 
   private drop(entry: Entry, reason: EvictionReason): void {
