@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wrapWithPublicKey } from '../activities/kek/provider';
 import type { RotationProgress, RotationWorkflowArgs } from '../workflows/rotation-definitions';
 import { ALL_SEARCH_ATTRIBUTES, createHarness, type Harness, type RunningWorker } from './support/harness';
-import { stackEnv } from './support/stack';
+import { quietTemporalCli } from './support/stack';
 
 const DAY = 86_400_000;
 /** A small budget: the HSM queue's rate for the whole test. */
@@ -37,7 +37,7 @@ describe('HSM task queue priorities (dev server)', () => {
     // configured for it); the dev server honours rate limits and priority keys.
     env = await TestWorkflowEnvironment.createLocal({
       server: {
-        executable: { type: 'existing-path', path: stackEnv().TEMPORAL_CLI },
+        executable: { type: 'existing-path', path: quietTemporalCli() },
         ip: '127.0.0.1',
         ui: false,
         searchAttributes: ALL_SEARCH_ATTRIBUTES,

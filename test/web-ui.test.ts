@@ -9,8 +9,7 @@ import { DIRECTORY_PASSWORD } from './support/fixtures';
 import { freePort } from './support/worker-process';
 import { canaryForms, findCanary } from './support/canary';
 import { ALL_SEARCH_ATTRIBUTES, createHarness, type Harness } from './support/harness';
-import { ROOT } from './support/stack';
-import { stackEnv } from './support/stack';
+import { quietTemporalCli, ROOT } from './support/stack';
 
 // Screenshots and page dumps of every step, kept as test artifacts (git-ignored). With
 // UPDATE_DOCS_SCREENSHOT=1 the filtered list also replaces the one the README shows.
@@ -57,7 +56,7 @@ describe('the Temporal Web UI in headless Chromium: what an operator sees', () =
     uiPort = await freePort();
     env = await TestWorkflowEnvironment.createLocal({
       server: {
-        executable: { type: 'existing-path', path: stackEnv().TEMPORAL_CLI },
+        executable: { type: 'existing-path', path: quietTemporalCli() },
         ip: '127.0.0.1',
         ui: true,
         uiPort,

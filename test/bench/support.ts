@@ -19,7 +19,7 @@ import { createPool, type Pool } from '../../activities/db/pool';
 import { createEmptyDatabase } from '../support/db';
 import { startEmulatorProcess, type EmulatorProcess } from '../support/emulator-process';
 import { ALL_SEARCH_ATTRIBUTES } from '../support/harness';
-import { ROOT, stackEnv } from '../support/stack';
+import { quietTemporalCli, ROOT, stackEnv } from '../support/stack';
 
 /** Key size and HSM budget the benchmarks run the service with (the largest budget allowed for 2048-bit keys). */
 export const BENCH_KEY_SIZE = 2048;
@@ -42,7 +42,7 @@ export interface BenchStack {
 export async function startBenchStack(label: string): Promise<BenchStack> {
   const env = await TestWorkflowEnvironment.createLocal({
     server: {
-      executable: { type: 'existing-path', path: stackEnv().TEMPORAL_CLI },
+      executable: { type: 'existing-path', path: quietTemporalCli() },
       ip: '127.0.0.1',
       ui: false,
       searchAttributes: ALL_SEARCH_ATTRIBUTES,

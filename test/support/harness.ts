@@ -27,7 +27,7 @@ import { startSingletons } from '../../worker/singletons';
 import { WORKFLOWS_PATH } from '../../worker/workflows-path';
 import { createTestDatabase, type TestDatabase } from './db';
 import { azureEmulatorKek } from './emulator-process';
-import { stackEnv } from './stack';
+import { quietTemporalCli, stackEnv } from './stack';
 
 export const ALL_SEARCH_ATTRIBUTES = [TenantIdKey, AncIdKey, AncStateKey, HealthStatusKey, TenantStateKey, PurgeAtKey];
 
@@ -35,7 +35,7 @@ export const ALL_SEARCH_ATTRIBUTES = [TenantIdKey, AncIdKey, AncStateKey, Health
 export async function startDevServer(): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
     server: {
-      executable: { type: 'existing-path', path: stackEnv().TEMPORAL_CLI },
+      executable: { type: 'existing-path', path: quietTemporalCli() },
       ip: '127.0.0.1',
       ui: false,
       searchAttributes: ALL_SEARCH_ATTRIBUTES,

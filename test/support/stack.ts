@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -36,4 +36,23 @@ export function stackKekTrust(): { trustAnchorPem: string; subject: string } {
   const file = `${ROOT}.stack/keyvault/kek-ca.pem`;
   if (!existsSync(file)) throw new Error(`no ${file}: run "bash stack/up.sh" to create the local test CA`);
   return { trustAnchorPem: readFileSync(file, 'utf8'), subject: 'CN=anc-credential-kek' };
+}
+
+/**
+ * The Temporal CLI for dev servers that tests and benchmarks start, with the server's start-up banner
+ * (printed on stdout once per server) sent to /dev/null so it does not fill the test output. Errors
+ * still reach stderr.
+ */
+export function quietTemporalCli(): string {
+  const cli = stackEnv().TEMPORAL_CLI;
+  const dir = `${ROOT}.stack/run`;
+  const wrapper = `${dir}/temporal-quiet`;
+  const script = `#!/bin/sh\nexec '${cli.replace(/'/g, "'\\''")}' "$@" >/dev/null\n`;
+  if (!existsSync(wrapper) || readFileSync(wrapper, 'utf8') !== script) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(`${wrapper}.tmp${process.pid}`, script);
+    chmodSync(`${wrapper}.tmp${process.pid}`, 0o755);
+    renameSync(`${wrapper}.tmp${process.pid}`, wrapper);
+  }
+  return wrapper;
 }
