@@ -8,6 +8,7 @@ import { zero } from './crypto/tenant-key';
 import { appendAudit } from './db/audit';
 import { inTransaction, type PoolClient } from './db/pool';
 import type { ActivityDeps } from './deps';
+import type { TenantKeyRef } from './kek/tenant-key-cache';
 import { operationLog } from './log';
 import { serviceMeter } from './metrics';
 import { openEnvelope } from './envelope';
@@ -103,6 +104,9 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
   const audit = { actor: input.actor, workflowId: input.workflowId };
 
   let generatedKey = false;
+  // A key generated here goes into the tenant-key cache once its row has committed, so the health
+  // check that follows (and the tenant's next operations) do not unwrap it again.
+  let freshKey: { ref: TenantKeyRef; key: Buffer } | undefined;
   try {
     const stored = await inTransaction(deps.pool, async (client) => {
       await lockActiveTenant(client, input.tenantId, input.mode === 'create');
@@ -154,6 +158,12 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
         },
         deps.tenantKeyCache,
       );
+      if (tenantKey.wrapped && deps.tenantKeyCache?.enabled) {
+        freshKey = {
+          ref: { tenantId: input.tenantId, tenantKeyVersion: tenantKey.version, ...tenantKey.wrapped },
+          key: Buffer.from(tenantKey.key),
+        };
+      }
       let sealed: Buffer;
       try {
         sealed = sealCredential({
@@ -217,6 +227,7 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
     });
     // The new key version is committed: drop anything cached for the tenant's earlier versions.
     if (generatedKey) deps.tenantKeyCache?.invalidateTenant(input.tenantId);
+    if (freshKey) deps.tenantKeyCache?.put(freshKey.ref, freshKey.key);
     addCounter(serviceMeter(), 'seals', 1, { operation: input.mode });
     operationLog(deps).info(input.mode === 'create' ? 'Credential stored' : 'Credential replaced', {
       tenantId: input.tenantId,
@@ -232,6 +243,8 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
       if (stored) return stored;
     }
     throw err;
+  } finally {
+    if (freshKey) zero(freshKey.key);
   }
 }
 

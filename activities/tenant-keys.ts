@@ -22,6 +22,8 @@ export interface OpenTenantKey {
   version: number;
   key: Buffer;
   generated: boolean;
+  /** For a newly generated key: the wrapped bytes and KEK version stored with it (what the cache is keyed by). */
+  wrapped?: { wrappedKey: Buffer; kekVersion: string };
 }
 
 /** The active, unexpired key of a tenant, if any. Caller holds the tenant row lock. */
@@ -105,7 +107,7 @@ export async function generateTenantKeyVersion(
       outcome: 'success',
       details: { tenantKeyVersion: version, kekVersion: kekVersion.version },
     });
-    return { version, key, generated: true };
+    return { version, key, generated: true, wrapped: { wrappedKey: wrapped, kekVersion: kekVersion.version } };
   } catch (err) {
     zero(key);
     throw err;
