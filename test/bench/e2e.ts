@@ -11,10 +11,13 @@
  *   npm run bench -- e2e      (BENCH_ROUNDS=3, BENCH_SCALE=1 to make it longer or shorter)
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { WithStartWorkflowOperation, WorkflowIdConflictPolicy, type Client } from '@temporalio/client';
 import proto, { type temporal } from '@temporalio/proto';
 import { AncClient } from '../../client/sdk';
 import { ancWorkflowId } from '../../common/ids';
+import { ROOT } from '../support/stack';
 import { bareOpUpdate, type BareOpRequest } from './bare-workflow';
 import {
   BENCH_HSM_OPS_PER_SECOND,
@@ -28,6 +31,7 @@ import {
   startBenchStack,
   startChildProcess,
   startServiceWorker,
+  treeCpuSeconds,
   type BenchStack,
 } from './support';
 
@@ -60,6 +64,10 @@ interface PhaseResult {
   vaultCalls: number[];
   vaultUnwraps: number[];
   vaultWraps: number[];
+  /** CPU ms per operation (the phase and what it set off, until settled): its worker process. */
+  workerCpu: number[];
+  /** ... and the Key Vault emulator, PostgreSQL and OpenLDAP (the service's dependencies). */
+  depsCpu: number[];
 }
 
 const emptyPhase = (): PhaseResult => ({
@@ -72,6 +80,8 @@ const emptyPhase = (): PhaseResult => ({
   vaultCalls: [],
   vaultUnwraps: [],
   vaultWraps: [],
+  workerCpu: [],
+  depsCpu: [],
 });
 
 const ms = (t: temporal.api.history.v1.IHistoryEvent['eventTime']) =>
@@ -268,6 +278,11 @@ export async function e2e(): Promise<void> {
     ...(bareRate ? [String(bareRate)] : []),
   ]);
   try {
+    // The dependencies' CPU: the emulator process tree, and this stack's PostgreSQL and OpenLDAP.
+    const stackPids = [join(ROOT, '.stack/pg/data/postmaster.pid'), join(ROOT, '.stack/run/slapd.pid')]
+      .filter((f) => existsSync(f))
+      .map((f) => Number(readFileSync(f, 'utf8').split('\n')[0]));
+    const depsCpu = () => [stack.vault.pid, ...stackPids].reduce((sum, pid) => sum + treeCpuSeconds(pid), 0);
     const sdk = new AncClient({ client: stack.client, taskQueue: serviceQueue, kekTrust: { unverified: true } });
     await sdk.publicKek();
     const A = serviceDriver(sdk);
@@ -323,6 +338,8 @@ export async function e2e(): Promise<void> {
         for (const op of ['create', 'update'] as const) {
           for (const d of order) {
             await stack.vault.reset();
+            const worker = d.variant === 'service' ? service : bare;
+            const cpu0 = { worker: worker.cpuSeconds(), deps: depsCpu() };
             const run = await runConcurrent(n, c, (i) => {
               const [t, a] = ids(i);
               return op === 'create' ? d.create(t, a) : d.update(t, a);
@@ -332,6 +349,8 @@ export async function e2e(): Promise<void> {
             r.throughputs.push(n / (run.wallMs / 1000));
             if (d.variant === 'service') await settle(stack);
             else await sleep(1500);
+            r.workerCpu.push(((worker.cpuSeconds() - cpu0.worker) * 1000) / n);
+            r.depsCpu.push(((depsCpu() - cpu0.deps) * 1000) / n);
             if (d.variant === 'service') {
               const s = await stack.vault.stats();
               r.vaultCalls.push(s.totalRequests / n);
@@ -394,6 +413,10 @@ export async function e2e(): Promise<void> {
             ` · p99 ${fmt(percentile(sl, 99))} vs ${fmt(percentile(bl, 99))} ms = ${fmt(percentile(sl, 99) / percentile(bl, 99), 2)}x`,
         );
         const bs = (r: PhaseResult, f: keyof Breakdown) => fmt(mean(r.breakdown.map((x) => x[f])));
+        console.log(
+          `           CPU ms per op (until settled): worker ${fmt(mean(s.workerCpu))} vs ${fmt(mean(b.workerCpu))},` +
+            ` Key Vault emulator + PostgreSQL + OpenLDAP ${fmt(mean(s.depsCpu))} vs ${fmt(mean(b.depsCpu))}`,
+        );
         console.log(
           `           per op: history events ${fmt(mean(s.historyEvents))} vs ${fmt(mean(b.historyEvents))},` +
             ` activities ${fmt(mean(s.activities))} vs ${fmt(mean(b.activities))}` +
