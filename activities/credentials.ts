@@ -5,13 +5,20 @@ import type { AncSpec, CredentialStored } from '../common/types';
 import { PASSWORD_RULE_MESSAGES, passwordRuleBroken } from '../common/validation';
 import { PasswordPolicyError, sealCredential } from './crypto/seal';
 import { zero } from './crypto/tenant-key';
-import { appendAudit } from './db/audit';
+import { AUDIT_COLUMNS, appendAudit, prepareAudit } from './db/audit';
 import { inTransaction, type PoolClient } from './db/pool';
 import type { ActivityDeps } from './deps';
+import type { TenantKeyRef } from './kek/tenant-key-cache';
 import { operationLog } from './log';
 import { serviceMeter } from './metrics';
 import { openEnvelope } from './envelope';
-import { obtainTenantKey } from './tenant-keys';
+import {
+  obtainTenantKey,
+  USABLE_KEY_COLUMNS,
+  usableKeyFrom,
+  type TenantKeyRow,
+  type UsableKeyColumns,
+} from './tenant-keys';
 
 export interface ProvideCredentialInput {
   mode: 'create' | 'update';
@@ -51,12 +58,15 @@ async function findStored(
 }
 
 async function lockActiveTenant(client: PoolClient, tenantId: string, createIfMissing: boolean): Promise<void> {
-  if (createIfMissing) {
-    await client.query('INSERT INTO tenants (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING', [tenantId]);
-  }
-  const { rows } = await client.query<{ state: string }>('SELECT state FROM tenants WHERE tenant_id = $1 FOR UPDATE', [
-    tenantId,
-  ]);
+  // A create adds the tenant if it is new and locks its row in one statement: the no-op update on
+  // conflict locks the existing row as FOR UPDATE would, and returns its latest state.
+  const { rows } = await client.query<{ state: string }>(
+    createIfMissing
+      ? `INSERT INTO tenants (tenant_id) VALUES ($1)
+         ON CONFLICT (tenant_id) DO UPDATE SET state = tenants.state RETURNING state`
+      : 'SELECT state FROM tenants WHERE tenant_id = $1 FOR UPDATE',
+    [tenantId],
+  );
   const state = rows[0]?.state;
   if (state === undefined) throw permanentFailure('AncNotFound', `ANC does not exist`);
   if (state === 'deactivated') throw permanentFailure('TenantDeactivated', `tenant ${tenantId} is deactivated`);
@@ -103,45 +113,48 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
   const audit = { actor: input.actor, workflowId: input.workflowId };
 
   let generatedKey = false;
+  // A key generated here goes into the tenant-key cache once its row has committed, so the health
+  // check that follows (and the tenant's next operations) do not unwrap it again.
+  let freshKey: { ref: TenantKeyRef; key: Buffer } | undefined;
   try {
     const stored = await inTransaction(deps.pool, async (client) => {
+      // Round trips: the tenant lock; one read of what the operation needs under it (the ANC, the
+      // next version, the tenant's usable key); the audit lock and chain head; one statement for
+      // every write. Each read is its own statement after the lock it depends on, so its snapshot
+      // sees whatever the lock's previous holder committed.
       await lockActiveTenant(client, input.tenantId, input.mode === 'create');
       let nextVersion = 1;
+      let usableKey: TenantKeyRow | undefined;
       if (input.mode === 'create') {
-        const existing = await client.query('SELECT 1 FROM ancs WHERE tenant_id = $1 AND anc_id = $2', [
-          input.tenantId,
-          input.ancId,
-        ]);
-        if (existing.rowCount) throw permanentFailure('AncAlreadyExists', `ANC ${input.ancId} already exists`);
-        const { rows } = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM ancs WHERE tenant_id = $1', [
-          input.tenantId,
-        ]);
-        if ((rows[0]?.n ?? 0) >= deps.config.maxAncsPerTenant) {
+        const { rows } = await client.query<{ n: number; taken: boolean } & UsableKeyColumns>(
+          `SELECT (SELECT count(*)::int FROM ancs WHERE tenant_id = $1) AS n,
+                  EXISTS (SELECT 1 FROM ancs WHERE tenant_id = $1 AND anc_id = $2) AS taken, ${USABLE_KEY_COLUMNS}
+             FROM (SELECT 1) one
+             LEFT JOIN tenant_keys k ON k.tenant_id = $1 AND k.state = 'active' AND k.expires_at > $3`,
+          [input.tenantId, input.ancId, now],
+        );
+        const row = rows[0];
+        if (row?.taken) throw permanentFailure('AncAlreadyExists', `ANC ${input.ancId} already exists`);
+        if ((row?.n ?? 0) >= deps.config.maxAncsPerTenant) {
           throw permanentFailure(
             'TenantLimitReached',
             `tenant ${input.tenantId} already has ${deps.config.maxAncsPerTenant} ANCs, the most allowed`,
           );
         }
+        usableKey = row && usableKeyFrom(input.tenantId, row);
       } else {
-        const { rows } = await client.query<{ next: number }>(
+        const { rows } = await client.query<{ next: number } & UsableKeyColumns>(
           `SELECT (SELECT COALESCE(MAX(version), 0) + 1 FROM anc_credentials c
-                    WHERE c.tenant_id = a.tenant_id AND c.anc_id = a.anc_id) AS next
-             FROM ancs a WHERE a.tenant_id = $1 AND a.anc_id = $2 FOR UPDATE`,
-          [input.tenantId, input.ancId],
+                    WHERE c.tenant_id = a.tenant_id AND c.anc_id = a.anc_id) AS next, ${USABLE_KEY_COLUMNS}
+             FROM ancs a
+             LEFT JOIN tenant_keys k ON k.tenant_id = a.tenant_id AND k.state = 'active' AND k.expires_at > $3
+            WHERE a.tenant_id = $1 AND a.anc_id = $2 FOR UPDATE OF a`,
+          [input.tenantId, input.ancId, now],
         );
         if (!rows[0]) throw permanentFailure('AncNotFound', `ANC ${input.ancId} does not exist`);
         nextVersion = rows[0].next;
+        usableKey = usableKeyFrom(input.tenantId, rows[0]);
       }
-
-      const used = await client.query(
-        `INSERT INTO used_envelopes (envelope_id, tenant_id, anc_id, operation_id) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (envelope_id) DO NOTHING`,
-        [opened.envelopeId, input.tenantId, input.ancId, input.operationId],
-      );
-      if (used.rowCount === 0)
-        throw countRejection(
-          permanentFailure('EnvelopeReused', 'this password envelope was already used: seal the password again'),
-        );
 
       const tenantKey = await obtainTenantKey(
         client,
@@ -153,7 +166,14 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
           audit: { ...audit, eventKey: `${input.operationId}/tenant-key` },
         },
         deps.tenantKeyCache,
+        { row: usableKey },
       );
+      if (tenantKey.wrapped && deps.tenantKeyCache?.enabled) {
+        freshKey = {
+          ref: { tenantId: input.tenantId, tenantKeyVersion: tenantKey.version, ...tenantKey.wrapped },
+          key: Buffer.from(tenantKey.key),
+        };
+      }
       let sealed: Buffer;
       try {
         sealed = sealCredential({
@@ -170,35 +190,10 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
         zero(tenantKey.key);
       }
 
-      if (input.mode === 'create') {
-        const spec = input.spec;
-        if (!spec) throw permanentFailure('InvalidDisplayName', 'create needs the ANC settings');
-        await client.query(
-          `INSERT INTO ancs (tenant_id, anc_id, display_name, ad_domain_name, organizational_unit, ad_username,
-                             credential_version, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)`,
-          [
-            input.tenantId,
-            input.ancId,
-            spec.displayName,
-            spec.adDomainName,
-            spec.organizationalUnit ?? null,
-            spec.adDomainUsername,
-            now,
-          ],
-        );
-      } else {
-        await client.query(
-          'UPDATE ancs SET credential_version = $3, updated_at = $4 WHERE tenant_id = $1 AND anc_id = $2',
-          [input.tenantId, input.ancId, nextVersion, now],
-        );
-      }
-      await client.query(
-        `INSERT INTO anc_credentials (tenant_id, anc_id, version, tenant_key_version, sealed, operation_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-        [input.tenantId, input.ancId, nextVersion, tenantKey.version, sealed, input.operationId, now],
-      );
-      await appendAudit(client, deps.config.auditMacKey, {
+      const spec = input.spec;
+      if (input.mode === 'create' && !spec)
+        throw permanentFailure('InvalidDisplayName', 'create needs the ANC settings');
+      const prepared = await prepareAudit(client, deps.config.auditMacKey, {
         ...audit,
         eventKey: input.operationId,
         event: input.mode === 'create' ? 'anc.created' : 'anc.credential_updated',
@@ -212,11 +207,49 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
           tenantKeyGenerated: tenantKey.generated,
         },
       });
+      // Every write in one statement: the envelope marked used (a second use is a unique violation
+      // on its key, told apart below), the ANC row, the credential version, the audit record.
+      const params: unknown[] = [];
+      const $ = (...values: unknown[]) =>
+        values
+          .map((v) => {
+            params.push(v);
+            return `$${params.length}`;
+          })
+          .join(', ');
+      const writes = [
+        `used AS (INSERT INTO used_envelopes (envelope_id, tenant_id, anc_id, operation_id)
+                  VALUES (${$(opened.envelopeId, input.tenantId, input.ancId, input.operationId)}))`,
+        spec
+          ? `anc AS (INSERT INTO ancs (tenant_id, anc_id, display_name, ad_domain_name, organizational_unit, ad_username,
+                                       credential_version, created_at, updated_at)
+                     VALUES (${$(input.tenantId, input.ancId, spec.displayName, spec.adDomainName, spec.organizationalUnit ?? null, spec.adDomainUsername)},
+                             1, ${$(now, now)}))`
+          : `anc AS (UPDATE ancs SET credential_version = ${$(nextVersion)}, updated_at = ${$(now)}
+                      WHERE tenant_id = ${$(input.tenantId)} AND anc_id = ${$(input.ancId)})`,
+        `cred AS (INSERT INTO anc_credentials (tenant_id, anc_id, version, tenant_key_version, sealed, operation_id, created_at)
+                  VALUES (${$(input.tenantId, input.ancId, nextVersion, tenantKey.version, sealed, input.operationId, now)}))`,
+      ];
+      const last =
+        prepared.existingSeq === undefined
+          ? `INSERT INTO audit_log ${AUDIT_COLUMNS} VALUES (${$(...prepared.values)})`
+          : 'SELECT 1';
+      try {
+        await client.query(`WITH ${writes.join(',\n')}\n${last}`, params);
+      } catch (err) {
+        if ((err as { constraint?: string }).constraint === 'used_envelopes_pkey') {
+          throw countRejection(
+            permanentFailure('EnvelopeReused', 'this password envelope was already used: seal the password again'),
+          );
+        }
+        throw err;
+      }
       generatedKey = tenantKey.generated;
       return { credentialVersion: nextVersion, tenantKeyVersion: tenantKey.version, storedAt: now.toISOString() };
     });
     // The new key version is committed: drop anything cached for the tenant's earlier versions.
     if (generatedKey) deps.tenantKeyCache?.invalidateTenant(input.tenantId);
+    if (freshKey) deps.tenantKeyCache?.put(freshKey.ref, freshKey.key);
     addCounter(serviceMeter(), 'seals', 1, { operation: input.mode });
     operationLog(deps).info(input.mode === 'create' ? 'Credential stored' : 'Credential replaced', {
       tenantId: input.tenantId,
@@ -226,12 +259,16 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
     });
     return stored;
   } catch (err) {
-    // A retry racing with its own earlier attempt: the first one won, report its result.
-    if ((err as { code?: string }).code === PG_UNIQUE_VIOLATION) {
+    // A retry racing with its own earlier attempt: the first one won (and used the envelope), report
+    // its result.
+    const reused = err instanceof ApplicationFailure && err.type === 'EnvelopeReused';
+    if ((err as { code?: string }).code === PG_UNIQUE_VIOLATION || reused) {
       const stored = await findStored(deps.pool, input.operationId);
       if (stored) return stored;
     }
     throw err;
+  } finally {
+    if (freshKey) zero(freshKey.key);
   }
 }
 

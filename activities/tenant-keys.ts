@@ -22,6 +22,40 @@ export interface OpenTenantKey {
   version: number;
   key: Buffer;
   generated: boolean;
+  /** For a newly generated key: the wrapped bytes and KEK version stored with it (what the cache is keyed by). */
+  wrapped?: { wrappedKey: Buffer; kekVersion: string };
+}
+
+/**
+ * The usable key row's columns for a query that joins tenant_keys as `k` (null when there is none),
+ * and the row they make.
+ */
+export const USABLE_KEY_COLUMNS =
+  'k.version AS key_version, k.state AS key_state, k.wrapped_key AS key_wrapped, k.kek_id AS key_kek_id, ' +
+  'k.kek_version AS key_kek_version, k.created_at AS key_created_at, k.expires_at AS key_expires_at';
+
+export interface UsableKeyColumns {
+  key_version: number | null;
+  key_state: TenantKeyRow['state'] | null;
+  key_wrapped: Buffer | null;
+  key_kek_id: string | null;
+  key_kek_version: string | null;
+  key_created_at: Date | null;
+  key_expires_at: Date | null;
+}
+
+export function usableKeyFrom(tenantId: string, r: UsableKeyColumns): TenantKeyRow | undefined {
+  if (r.key_version === null || r.key_wrapped === null || r.key_kek_version === null) return undefined;
+  return {
+    tenant_id: tenantId,
+    version: r.key_version,
+    state: r.key_state ?? 'active',
+    wrapped_key: r.key_wrapped,
+    kek_id: r.key_kek_id ?? '',
+    kek_version: r.key_kek_version,
+    created_at: r.key_created_at ?? new Date(0),
+    expires_at: r.key_expires_at ?? new Date(0),
+  };
 }
 
 /** The active, unexpired key of a tenant, if any. Caller holds the tenant row lock. */
@@ -105,22 +139,27 @@ export async function generateTenantKeyVersion(
       outcome: 'success',
       details: { tenantKeyVersion: version, kekVersion: kekVersion.version },
     });
-    return { version, key, generated: true };
+    return { version, key, generated: true, wrapped: { wrappedKey: wrapped, kekVersion: kekVersion.version } };
   } catch (err) {
     zero(key);
     throw err;
   }
 }
 
-/** The tenant's usable key in the clear: the active one, or a newly generated one. */
+/**
+ * The tenant's usable key in the clear: the active one, or a newly generated one. A caller that has
+ * already read the usable key row under the tenant lock passes it as `known` (its row, or undefined
+ * when there is none), which saves the read here.
+ */
 export async function obtainTenantKey(
   client: PoolClient,
   kek: KekDirectory,
   macKey: Buffer,
   args: { tenantId: string; now: Date; audit: Omit<AuditEntry, 'event' | 'details' | 'tenantId' | 'at' | 'outcome'> },
   cache?: TenantKeyCache,
+  known?: { row: TenantKeyRow | undefined },
 ): Promise<OpenTenantKey> {
-  const row = await findUsableTenantKey(client, args.tenantId, args.now);
+  const row = known ? known.row : await findUsableTenantKey(client, args.tenantId, args.now);
   if (row) return { version: row.version, key: await unwrapTenantKey(kek, row, cache), generated: false };
   // A new version replaces the tenant's key: nothing cached for the tenant may be used again.
   cache?.invalidateTenant(args.tenantId);

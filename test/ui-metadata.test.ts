@@ -99,9 +99,12 @@ describe('workflows read well in the Web UI: summaries and current details, no s
     expect(shown).not.toContain(password);
     expect(shown).not.toContain('passwordEnvelope');
 
-    if (process.env.RECORD_HISTORIES) {
+    // RECORD_HISTORIES=1 saves this run for test/replay.test.ts (another value: the file's name).
+    const record = process.env.RECORD_HISTORIES;
+    if (record) {
       mkdirSync(`${ROOT}test/histories`, { recursive: true });
-      writeFileSync(`${ROOT}test/histories/anc-ui-metadata.json`, historyAsJson(await handle.fetchHistory()));
+      const name = record === '1' ? 'anc-ui-metadata' : record;
+      writeFileSync(`${ROOT}test/histories/${name}.json`, historyAsJson(await handle.fetchHistory()));
     }
   });
 

@@ -68,6 +68,8 @@ const { checkAncHealth } = proxyActivities<Activities>({
 
 /** Key Vault-bound activities go to the HSM task queue, where the fleet-wide rate and priorities apply. */
 export const HSM_QUEUE_PATCH = 'hsm-task-queue';
+/** The second HSM dispatch of a credential store is reserved alongside the store, not before it. */
+export const RESERVE_ALONGSIDE_PATCH = 'hsm-reserve-alongside';
 /** Periodic health checks at the ANC's hashed slot (with jitter and a catch-up window), not interval after interval. */
 export const HEALTH_SLOTS_PATCH = 'health-check-slots';
 
@@ -144,13 +146,28 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
   let lastCheckMs: number | undefined;
 
   /**
-   * Stores a credential. On the HSM queue it first takes a second dispatch slot: opening the envelope
-   * and unwrapping an existing tenant key are two HSM calls, and each dispatch pays for one.
+   * Stores a credential. On the HSM queue it also takes a second dispatch slot: opening the envelope
+   * and unwrapping an existing tenant key are two HSM calls, and each dispatch pays for one. The
+   * reservation is scheduled together with the store (both dispatches still count against the
+   * queue's rate), so it adds no round trip to the caller's wait; runs from before that patch
+   * reserve first.
    */
   const storeCredential = async (input: Parameters<typeof provideCredential>[0], summary: string) => {
     if (!patched(HSM_QUEUE_PATCH)) return provideCredential.executeWithOptions(step(summary), [input]);
-    await hsm.user.reserveHsmCall.executeWithOptions(step('Reserve a second HSM call for the envelope'), []);
-    return hsm.user.provideCredential.executeWithOptions(step(summary), [input]);
+    const reserve = () =>
+      hsm.user.reserveHsmCall.executeWithOptions(step('Reserve a second HSM call for the envelope'), []);
+    if (!patched(RESERVE_ALONGSIDE_PATCH)) {
+      await reserve();
+      return hsm.user.provideCredential.executeWithOptions(step(summary), [input]);
+    }
+    // The reservation's outcome never decides the operation's: a stored credential is reported.
+    const reserved = reserve().catch(() => undefined);
+    const stored = hsm.user.provideCredential.executeWithOptions(step(summary), [input]);
+    try {
+      return await stored;
+    } finally {
+      await reserved;
+    }
   };
 
   // Activity summaries make the event history read as the lifecycle steps in the Web UI. They

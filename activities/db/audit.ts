@@ -64,22 +64,31 @@ function recordMac(key: Buffer, prevMac: Buffer, r: AuditRecord): Buffer {
   return createHmac('sha256', key).update(prevMac).update(body, 'utf8').digest();
 }
 
+/** The audit_log columns an append writes, in the order of `PreparedAudit.values`. */
+export const AUDIT_COLUMNS =
+  '(seq, event_key, at, event, tenant_id, anc_id, actor, workflow_id, outcome, details, prev_mac, mac)';
+
+/** A record chained onto the current last one, ready to insert; or the sequence number already stored. */
+export type PreparedAudit = { existingSeq: number } | { existingSeq?: undefined; seq: number; values: unknown[] };
+
 /**
- * Appends one record inside the caller's transaction, so the audit record commits or rolls back
- * with the change it describes. Returns the record's sequence number.
+ * Takes the audit lock (held until the caller's transaction ends) and chains the entry onto the
+ * last record: its sequence number, MAC and the values to insert (`AUDIT_COLUMNS`). The caller
+ * inserts it in the same transaction, alone (appendAudit) or together with the change it describes.
+ * The lock is its own statement: the read after it must see every record committed before it.
  */
-export async function appendAudit(client: PoolClient, macKey: Buffer, entry: AuditEntry): Promise<number> {
+export async function prepareAudit(client: PoolClient, macKey: Buffer, entry: AuditEntry): Promise<PreparedAudit> {
   await client.query('SELECT pg_advisory_xact_lock($1)', [AUDIT_LOCK_ID]);
-  const existing = await client.query<{ seq: string }>('SELECT seq FROM audit_log WHERE event_key = $1', [
-    entry.eventKey,
-  ]);
-  if (existing.rows[0]) return Number(existing.rows[0].seq);
-  const last = await client.query<{ seq: string; mac: Buffer }>(
-    'SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1',
+  const { rows } = await client.query<{ existing: string | null; seq: string | null; mac: Buffer | null }>(
+    `SELECT (SELECT seq FROM audit_log WHERE event_key = $1) AS existing, last.seq, last.mac
+       FROM (SELECT 1) one LEFT JOIN (SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1) last ON true`,
+    [entry.eventKey],
   );
-  const prevMac = last.rows[0]?.mac ?? GENESIS_MAC;
+  const row = rows[0];
+  if (row?.existing != null) return { existingSeq: Number(row.existing) };
+  const prevMac = row?.mac ?? GENESIS_MAC;
   const record: AuditRecord = {
-    seq: last.rows[0] ? Number(last.rows[0].seq) + 1 : 1,
+    seq: row?.seq != null ? Number(row.seq) + 1 : 1,
     eventKey: entry.eventKey,
     event: entry.event,
     at: new Date(Math.floor(entry.at.getTime())),
@@ -91,10 +100,9 @@ export async function appendAudit(client: PoolClient, macKey: Buffer, entry: Aud
     details: entry.details ?? {},
   };
   const mac = recordMac(macKey, prevMac, record);
-  await client.query(
-    `INSERT INTO audit_log (seq, event_key, at, event, tenant_id, anc_id, actor, workflow_id, outcome, details, prev_mac, mac)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-    [
+  return {
+    seq: record.seq,
+    values: [
       record.seq,
       record.eventKey,
       record.at,
@@ -108,8 +116,21 @@ export async function appendAudit(client: PoolClient, macKey: Buffer, entry: Aud
       prevMac,
       mac,
     ],
+  };
+}
+
+/**
+ * Appends one record inside the caller's transaction, so the audit record commits or rolls back
+ * with the change it describes. Returns the record's sequence number.
+ */
+export async function appendAudit(client: PoolClient, macKey: Buffer, entry: AuditEntry): Promise<number> {
+  const prepared = await prepareAudit(client, macKey, entry);
+  if (prepared.existingSeq !== undefined) return prepared.existingSeq;
+  await client.query(
+    `INSERT INTO audit_log ${AUDIT_COLUMNS} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+    prepared.values,
   );
-  return record.seq;
+  return prepared.seq;
 }
 
 interface AuditRow {

@@ -11,10 +11,13 @@
  *   npm run bench -- e2e      (BENCH_ROUNDS=3, BENCH_SCALE=1 to make it longer or shorter)
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { WithStartWorkflowOperation, WorkflowIdConflictPolicy, type Client } from '@temporalio/client';
 import proto, { type temporal } from '@temporalio/proto';
 import { AncClient } from '../../client/sdk';
 import { ancWorkflowId } from '../../common/ids';
+import { ROOT } from '../support/stack';
 import { bareOpUpdate, type BareOpRequest } from './bare-workflow';
 import {
   BENCH_HSM_OPS_PER_SECOND,
@@ -28,6 +31,7 @@ import {
   startBenchStack,
   startChildProcess,
   startServiceWorker,
+  treeCpuSeconds,
   type BenchStack,
 } from './support';
 
@@ -60,6 +64,10 @@ interface PhaseResult {
   vaultCalls: number[];
   vaultUnwraps: number[];
   vaultWraps: number[];
+  /** CPU ms per operation (the phase and what it set off, until settled): its worker process. */
+  workerCpu: number[];
+  /** ... and the Key Vault emulator, PostgreSQL and OpenLDAP (the service's dependencies). */
+  depsCpu: number[];
 }
 
 const emptyPhase = (): PhaseResult => ({
@@ -72,6 +80,8 @@ const emptyPhase = (): PhaseResult => ({
   vaultCalls: [],
   vaultUnwraps: [],
   vaultWraps: [],
+  workerCpu: [],
+  depsCpu: [],
 });
 
 const ms = (t: temporal.api.history.v1.IHistoryEvent['eventTime']) =>
@@ -86,7 +96,7 @@ function analyse(events: HistoryEvent[], fromIndex: number) {
   const completedAt = slice.findIndex((e) => e.eventType === E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED);
   const answered = completedAt < 0 ? slice : slice.slice(0, completedAt + 1);
   const count = (list: HistoryEvent[], type: number) => list.filter((e) => e.eventType === type).length;
-  const scheduled = new Map<string, { scheduled: number; started?: number; completed?: number }>();
+  const scheduled = new Map<string, { scheduled: number; task: string; started?: number; completed?: number }>();
   let workflowTasks = 0;
   let wftScheduled: number | undefined;
   for (const e of answered) {
@@ -100,7 +110,10 @@ function analyse(events: HistoryEvent[], fromIndex: number) {
         wftScheduled = undefined;
         break;
       case E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-        scheduled.set(String(e.eventId), { scheduled: t });
+        scheduled.set(String(e.eventId), {
+          scheduled: t,
+          task: String(e.activityTaskScheduledEventAttributes?.workflowTaskCompletedEventId),
+        });
         break;
       case E.EVENT_TYPE_ACTIVITY_TASK_STARTED: {
         const a = scheduled.get(String(e.activityTaskStartedEventAttributes?.scheduledEventId));
@@ -120,6 +133,12 @@ function analyse(events: HistoryEvent[], fromIndex: number) {
     if (a.started !== undefined) activityWait += a.started - a.scheduled;
     if (a.started !== undefined && a.completed !== undefined) activityRun += a.completed - a.started;
   }
+  // Activities the answer waited for, grouped by the workflow task that scheduled them: a group
+  // runs together, the groups one after the other.
+  const waves = new Map<string, number>();
+  for (const a of scheduled.values()) {
+    if (a.completed !== undefined) waves.set(a.task, (waves.get(a.task) ?? 0) + 1);
+  }
   const first = answered[0];
   const last = answered.at(-1);
   return {
@@ -127,6 +146,7 @@ function analyse(events: HistoryEvent[], fromIndex: number) {
     activities: count(slice, E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED),
     // Activities the answer waited for: those completed before it (others are scheduled with it).
     activitiesBeforeAnswer: count(answered, E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED),
+    beforeWaves: [...waves.values()],
     breakdown: {
       span: first && last ? ms(last.eventTime) - ms(first.eventTime) : NaN,
       workflowTasks,
@@ -243,9 +263,26 @@ export async function e2e(): Promise<void> {
   const stack = await startBenchStack('e2e');
   const serviceQueue = `bench-anc-${randomBytes(3).toString('hex')}`;
   const bareQueue = `bench-bare-${randomBytes(3).toString('hex')}`;
-  const service = await startServiceWorker(stack, serviceQueue);
-  const bare = await startChildProcess('test/bench/bare-worker.ts', {}, /Worker started/, [stack.address, bareQueue]);
+  // The service's Key Vault-bound activities run on its HSM task queue under a task-queue-wide rate
+  // (worker/config.ts's default for this budget); the bare no-ops get the same rate on their queue,
+  // unless BENCH_BARE_RATE=0.
+  const queueRate = Math.max(1, Math.floor(BENCH_HSM_OPS_PER_SECOND * 0.4));
+  const bareRate = process.env.BENCH_BARE_RATE === '0' ? 0 : queueRate;
+  console.log(
+    `  HSM task queue rate ${queueRate} activities/s; bare no-ops ${bareRate ? `at the same rate` : 'without a rate'}`,
+  );
+  const service = await startServiceWorker(stack, serviceQueue, { HSM_QUEUE_ACTIVITIES_PER_SECOND: String(queueRate) });
+  const bare = await startChildProcess('test/bench/bare-worker.ts', {}, /Worker started/, [
+    stack.address,
+    bareQueue,
+    ...(bareRate ? [String(bareRate)] : []),
+  ]);
   try {
+    // The dependencies' CPU: the emulator process tree, and this stack's PostgreSQL and OpenLDAP.
+    const stackPids = [join(ROOT, '.stack/pg/data/postmaster.pid'), join(ROOT, '.stack/run/slapd.pid')]
+      .filter((f) => existsSync(f))
+      .map((f) => Number(readFileSync(f, 'utf8').split('\n')[0]));
+    const depsCpu = () => [stack.vault.pid, ...stackPids].reduce((sum, pid) => sum + treeCpuSeconds(pid), 0);
     const sdk = new AncClient({ client: stack.client, taskQueue: serviceQueue, kekTrust: { unverified: true } });
     await sdk.publicKek();
     const A = serviceDriver(sdk);
@@ -253,8 +290,8 @@ export async function e2e(): Promise<void> {
     // The bare workflow mirrors the service's shape: activities before and after the answer and the
     // request size, as measured on the service's own warm-up operations.
     const shape = {
-      create: { payload: 'x'.repeat(800), before: 1, after: 1 },
-      update: { payload: 'x'.repeat(700), before: 1, after: 1 },
+      create: { payload: 'x'.repeat(800), before: [1], after: 1 },
+      update: { payload: 'x'.repeat(700), before: [1], after: 1 },
     };
     const B = bareDriver(stack.client, bareQueue, () => shape);
 
@@ -269,9 +306,9 @@ export async function e2e(): Promise<void> {
       const events = history.events ?? [];
       const created = analyse(events.slice(0, operationStart(events, 2)), 0);
       const updated = analyse(events, operationStart(events, 2));
-      shape.create.before = created.activitiesBeforeAnswer;
+      shape.create.before = created.beforeWaves;
       shape.create.after = created.activities - created.activitiesBeforeAnswer;
-      shape.update.before = updated.activitiesBeforeAnswer;
+      shape.update.before = updated.beforeWaves;
       shape.update.after = updated.activities - updated.activitiesBeforeAnswer;
     }
     await runConcurrent(warm, 8, (i) => B.create(`warm${i % 4}`, `a${i}`));
@@ -279,8 +316,8 @@ export async function e2e(): Promise<void> {
     await runConcurrent(warm, 8, (i) => B.update(`warm${i % 4}`, `a${i}`));
     await sleep(1500);
     console.log(
-      `  activities per operation (before the answer + after): create ${shape.create.before}+${shape.create.after},` +
-        ` update ${shape.update.before}+${shape.update.after}; the bare workflow runs as many no-ops\n`,
+      `  activities per operation (before the answer, [together] in sequence, + after): create [${shape.create.before.join('][')}]+${shape.create.after},` +
+        ` update [${shape.update.before.join('][')}]+${shape.update.after}; the bare workflow runs as many no-ops the same way\n`,
     );
 
     const results = new Map<string, PhaseResult>();
@@ -301,6 +338,8 @@ export async function e2e(): Promise<void> {
         for (const op of ['create', 'update'] as const) {
           for (const d of order) {
             await stack.vault.reset();
+            const worker = d.variant === 'service' ? service : bare;
+            const cpu0 = { worker: worker.cpuSeconds(), deps: depsCpu() };
             const run = await runConcurrent(n, c, (i) => {
               const [t, a] = ids(i);
               return op === 'create' ? d.create(t, a) : d.update(t, a);
@@ -310,6 +349,8 @@ export async function e2e(): Promise<void> {
             r.throughputs.push(n / (run.wallMs / 1000));
             if (d.variant === 'service') await settle(stack);
             else await sleep(1500);
+            r.workerCpu.push(((worker.cpuSeconds() - cpu0.worker) * 1000) / n);
+            r.depsCpu.push(((depsCpu() - cpu0.deps) * 1000) / n);
             if (d.variant === 'service') {
               const s = await stack.vault.stats();
               r.vaultCalls.push(s.totalRequests / n);
@@ -372,6 +413,10 @@ export async function e2e(): Promise<void> {
             ` · p99 ${fmt(percentile(sl, 99))} vs ${fmt(percentile(bl, 99))} ms = ${fmt(percentile(sl, 99) / percentile(bl, 99), 2)}x`,
         );
         const bs = (r: PhaseResult, f: keyof Breakdown) => fmt(mean(r.breakdown.map((x) => x[f])));
+        console.log(
+          `           CPU ms per op (until settled): worker ${fmt(mean(s.workerCpu))} vs ${fmt(mean(b.workerCpu))},` +
+            ` Key Vault emulator + PostgreSQL + OpenLDAP ${fmt(mean(s.depsCpu))} vs ${fmt(mean(b.depsCpu))}`,
+        );
         console.log(
           `           per op: history events ${fmt(mean(s.historyEvents))} vs ${fmt(mean(b.historyEvents))},` +
             ` activities ${fmt(mean(s.activities))} vs ${fmt(mean(b.activities))}` +

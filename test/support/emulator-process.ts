@@ -19,6 +19,8 @@ import { ROOT } from './stack';
  */
 export interface EmulatorProcess {
   url: string;
+  /** The process started (a tsx launcher; the emulator runs in it or in its child). */
+  pid: number;
   /** The emulator's self-signed certificate, to trust as a CA. */
   caPem: string;
   /** Its private key, to serve the same certificate from another (in-process) emulator. */
@@ -82,6 +84,7 @@ export async function startEmulatorProcess(): Promise<EmulatorProcess> {
 
   return {
     url,
+    pid: child.pid as number,
     caPem: cert.certPem,
     keyPem: cert.keyPem,
     stats: async () => (await control('GET', '/_emulator/stats')) as EmulatorStats,
