@@ -1,5 +1,4 @@
 import { Client, Connection } from '@temporalio/client';
-import pg from 'pg';
 import type { Pool } from '../activities/db/pool';
 import { ConfigError, readTemporalSettings } from '../common/temporal-config';
 import { describeIssues, envSchema, loadConfig } from '../worker/config';
@@ -86,6 +85,8 @@ export interface AuditStore {
 
 export async function auditStoreFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<AuditStore> {
   const config = loadConfig(pick(env, AUDIT_ENV));
+  // Loaded here, not at import: only the audit commands use the database.
+  const { default: pg } = await import('pg');
   const pool = new pg.Pool({
     connectionString: config.databaseUrl,
     max: 1,

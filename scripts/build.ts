@@ -26,12 +26,20 @@ async function workflowBundle(): Promise<void> {
   writeFileSync(`${DIST}workflow-bundle.js`, code);
 }
 
+/**
+ * The CLI, bundled with code splitting: dist/cli.js holds the command definitions, and what a
+ * command loads on first use (the Temporal client and its protocol definitions, the database
+ * client, the configuration schema) lives in dist/cli-chunks/, parsed only by a command that needs
+ * it. `anc --help` and argument errors never read those files.
+ */
 async function cliBundle(): Promise<void> {
   const outfile = `${DIST}cli.js`;
   await build({
-    entryPoints: [`${ROOT}client/cli.ts`],
-    outfile,
+    entryPoints: { cli: `${ROOT}client/cli.ts` },
+    outdir: DIST,
+    chunkNames: 'cli-chunks/[name]-[hash]',
     bundle: true,
+    splitting: true,
     platform: 'node',
     format: 'esm',
     target: 'node20',
@@ -40,14 +48,16 @@ async function cliBundle(): Promise<void> {
     legalComments: 'linked',
     // pg loads its optional native driver only when asked to.
     external: ['pg-native'],
+    // `require` for the bundled CommonJS packages, in every output file.
+    banner: {
+      js: "import { createRequire as __ancRequire } from 'node:module';\nconst require = __ancRequire(import.meta.url);",
+    },
     logLevel: 'warning',
   });
-  // One interpreter line, then `require` for the bundled CommonJS packages.
-  const body = readFileSync(outfile, 'utf8').replace(/^#![^\n]*\n/, '');
-  writeFileSync(
-    outfile,
-    `#!/usr/bin/env node\nimport { createRequire as __ancRequire } from 'node:module';\nconst require = __ancRequire(import.meta.url);\n${body}`,
-  );
+  // The entry keeps its source's interpreter line; the built one runs plain node. One line for one
+  // line, so the source map stays aligned.
+  const body = readFileSync(outfile, 'utf8');
+  writeFileSync(outfile, `#!/usr/bin/env node\n${body.startsWith('#!') ? body.slice(body.indexOf('\n') + 1) : body}`);
   chmodSync(outfile, 0o755);
 }
 

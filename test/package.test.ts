@@ -115,6 +115,37 @@ describe('the packed package', () => {
     ).toEqual([]);
   });
 
+  it("runs the installed `anc` bin: help and argument errors, and a command that loads the client's code", async () => {
+    const anc = join(scratch, 'node_modules/.bin/anc');
+    const cliEnv = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      ANC_STACK_ENV: '/nonexistent',
+      TEMPORAL_ADDRESS: env.address,
+      TEMPORAL_TASK_QUEUE: taskQueue,
+    };
+    const exec = async (args: string[]) => {
+      try {
+        const { stdout, stderr } = await run(anc, args, { cwd: scratch, env: cliEnv });
+        return { code: 0, stdout, stderr };
+      } catch (err) {
+        const e = err as { code?: number; stdout?: string; stderr?: string };
+        return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+      }
+    };
+    const help = await exec(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/Usage: anc/);
+    expect(help.stdout).toMatch(/\bget\b/);
+    const usage = await exec(['get', '--tenant', 'fabrikam']);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toMatch(/--anc/);
+    // Loads the Temporal client from the package's own files and asks the server: not found is a refusal.
+    const missing = await exec(['get', '--tenant', 'fabrikam', '--anc', 'nowhere', '--json']);
+    expect(missing.stderr).toMatch(/not ?found/i);
+    expect(missing.code).toBe(1);
+  });
+
   it('starts the worker from the installed package and serves a program type-checked against its types', async () => {
     worker = startWorkerProcess(
       join(pkg, 'dist/worker/main.js'),

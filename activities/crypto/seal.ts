@@ -38,7 +38,7 @@
  *
  * Pure functions: no I/O, no Temporal imports.
  */
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomFillSync, timingSafeEqual } from 'node:crypto';
 import { TENANT_KEY_BYTES, zero } from './tenant-key';
 
 /** The format new seals use. */
@@ -131,7 +131,7 @@ export interface OpenArgs extends CredentialContext {
 
 /** Seal a password under the tenant key, bound to (tenantId, ancId, keyVersion), in the current format. */
 export function sealCredential(args: SealArgs): Buffer {
-  return sealWithIv(args, randomBytes(IV_BYTES), SEAL_FORMAT_VERSION);
+  return sealWithIv(args, undefined, SEAL_FORMAT_VERSION);
 }
 
 /**
@@ -145,11 +145,17 @@ export function _sealWithIvForTestVectors(
   format: SealFormatVersion = SEAL_FORMAT_VERSION,
 ): Buffer {
   // Precondition: IV is one AES block, as CBC requires.
-  if (iv.length !== IV_BYTES) throw new Error(`iv must be ${IV_BYTES} bytes`);
-  return sealWithIv(args, Buffer.from(iv), format);
+  if (!Buffer.isBuffer(iv) || iv.length !== IV_BYTES) throw new Error(`iv must be ${IV_BYTES} bytes`);
+  return sealWithIv(args, iv, format);
 }
 
-function sealWithIv(args: SealArgs, iv: Buffer, format: SealFormatVersion): Buffer {
+/**
+ * The v2 plaintext is built here, then wiped (only the bytes written: the rest
+ * stays zero). Sealing is synchronous, so one buffer serves every call.
+ */
+const SCRATCH = Buffer.alloc(V2_PLAINTEXT_BYTES);
+
+function sealWithIv(args: SealArgs, fixedIv: Buffer | undefined, format: SealFormatVersion): Buffer {
   const { plaintext } = args;
   // Precondition (password policy, first): non-empty — an empty AD password is never what was meant.
   if (typeof plaintext !== 'string' || plaintext.length === 0) throw new PasswordPolicyError('PasswordEmpty');
@@ -160,37 +166,53 @@ function sealWithIv(args: SealArgs, iv: Buffer, format: SealFormatVersion): Buff
   // Preconditions on key, key version and ids (shared with open).
   const aad = checkContextAndBuildAad(args, format);
 
+  // The output is written in place: header, IV, ciphertext, then the tag.
+  const out = Buffer.allocUnsafe(
+    HEADER_BYTES +
+      IV_BYTES +
+      (format === SEAL_FORMAT_VERSION ? V2_PLAINTEXT_BYTES : v1CiphertextBytes(plaintext)) +
+      TAG_BYTES,
+  );
+  out[0] = format;
+  out.writeUInt32BE(args.keyVersion, 1);
+  if (fixedIv) fixedIv.copy(out, HEADER_BYTES);
+  else nextIv(out, HEADER_BYTES);
+  const iv = out.subarray(HEADER_BYTES, HEADER_BYTES + IV_BYTES);
+  const ctEnd = out.length - TAG_BYTES;
+
   const keys = deriveKeys(args.tenantKey, format);
-  // Allocated (not pooled) so zeroing touches only our bytes.
-  let pt: Buffer | undefined;
-  let ciphertext: Buffer | undefined;
+  let written = 0;
+  let v1Plaintext: Buffer | undefined;
   try {
-    const cipher = createCipheriv('aes-256-cbc', keys.enc, iv);
+    const cipher = createCipheriv('aes-256-cbc', keys.subarray(0, SUBKEY_BYTES), iv);
+    let body: Buffer;
     if (format === SEAL_FORMAT_VERSION) {
       // Fixed size: length prefix, the UTF-8 bytes, zeros to the end; whole blocks, so no PKCS#7.
-      pt = Buffer.alloc(V2_PLAINTEXT_BYTES);
-      const n = pt.write(plaintext, LENGTH_PREFIX_BYTES, 'utf8');
-      pt.writeUInt16BE(n, 0);
+      const n = SCRATCH.write(plaintext, LENGTH_PREFIX_BYTES, 'utf8');
+      written = LENGTH_PREFIX_BYTES + n;
+      SCRATCH.writeUInt16BE(n, 0);
       cipher.setAutoPadding(false);
+      // Whole blocks and no padding: update() returns all 784 bytes and final() would add nothing.
+      body = cipher.update(SCRATCH);
     } else {
-      pt = Buffer.alloc(Buffer.byteLength(plaintext, 'utf8'));
-      pt.write(plaintext, 'utf8');
+      v1Plaintext = Buffer.from(plaintext, 'utf8');
+      const first = cipher.update(v1Plaintext);
+      const last = cipher.final();
+      body = Buffer.concat([first, last]);
     }
-    const body = cipher.update(pt);
-    const last = cipher.final();
-    ciphertext = last.length === 0 ? body : Buffer.concat([body, last]);
-    const out = Buffer.allocUnsafe(HEADER_BYTES + IV_BYTES + ciphertext.length + TAG_BYTES);
-    out.writeUInt8(format, 0);
-    out.writeUInt32BE(args.keyVersion, 1);
-    iv.copy(out, HEADER_BYTES);
-    ciphertext.copy(out, HEADER_BYTES + IV_BYTES);
-    const tag = computeTag(keys.mac, aad, iv, ciphertext);
-    tag.copy(out, HEADER_BYTES + IV_BYTES + ciphertext.length);
+    body.copy(out, HEADER_BYTES + IV_BYTES);
+    computeTag(keys.subarray(SUBKEY_BYTES), aad, out.subarray(HEADER_BYTES, ctEnd)).copy(out, ctEnd);
     return out;
   } finally {
-    zero(pt);
-    keys.wipe();
+    SCRATCH.fill(0, 0, written);
+    zero(v1Plaintext);
+    zero(keys);
   }
+}
+
+/** Format 1's ciphertext length: the UTF-8 bytes with PKCS#7 padding (always at least one padding byte). */
+function v1CiphertextBytes(plaintext: string): number {
+  return (Math.floor(Buffer.byteLength(plaintext, 'utf8') / BLOCK_BYTES) + 1) * BLOCK_BYTES;
 }
 
 /**
@@ -217,36 +239,44 @@ export function openCredential(args: OpenArgs): string {
   }
   // The header's key version must match what the AAD was built from, since the header is not MAC input.
   if (sealed.readUInt32BE(1) !== args.keyVersion) throw new CredentialOpenError();
-  const ctLen = sealed.length - HEADER_BYTES - IV_BYTES - TAG_BYTES;
-
-  const iv = sealed.subarray(HEADER_BYTES, HEADER_BYTES + IV_BYTES);
-  const ciphertext = sealed.subarray(HEADER_BYTES + IV_BYTES, HEADER_BYTES + IV_BYTES + ctLen);
-  const tag = sealed.subarray(HEADER_BYTES + IV_BYTES + ctLen);
+  const ctEnd = sealed.length - TAG_BYTES;
 
   const keys = deriveKeys(args.tenantKey, format);
   let expected: Buffer | undefined;
-  const parts: Buffer[] = [];
   let pt: Buffer | undefined;
   try {
-    expected = computeTag(keys.mac, aad, iv, ciphertext);
+    // IV and ciphertext are contiguous on the wire: one MAC input.
+    expected = computeTag(keys.subarray(SUBKEY_BYTES), aad, sealed.subarray(HEADER_BYTES, ctEnd));
     // Authenticate before decrypting (no padding oracle); constant-time compare.
-    if (!timingSafeEqual(expected, tag)) throw new CredentialOpenError();
+    if (!timingSafeEqual(expected, sealed.subarray(ctEnd))) throw new CredentialOpenError();
     try {
-      const decipher = createDecipheriv('aes-256-cbc', keys.enc, iv);
-      if (format === SEAL_FORMAT_VERSION) decipher.setAutoPadding(false);
-      parts.push(decipher.update(ciphertext));
-      parts.push(decipher.final()); // v1: throws on bad PKCS#7 padding
-      pt = parts[1]?.length ? Buffer.concat(parts) : (parts[0] as Buffer);
-      // fatal: invalid UTF-8 is an error, not silently replaced.
-      return UTF8.decode(format === SEAL_FORMAT_VERSION ? unpadV2(pt) : pt);
+      const decipher = createDecipheriv(
+        'aes-256-cbc',
+        keys.subarray(0, SUBKEY_BYTES),
+        sealed.subarray(HEADER_BYTES, HEADER_BYTES + IV_BYTES),
+      );
+      const ciphertext = sealed.subarray(HEADER_BYTES + IV_BYTES, ctEnd);
+      if (format === SEAL_FORMAT_VERSION) {
+        decipher.setAutoPadding(false);
+        // Whole blocks and no padding: update() returns all 784 bytes and final() would add nothing.
+        pt = decipher.update(ciphertext);
+        // fatal: invalid UTF-8 is an error, not silently replaced.
+        return UTF8.decode(unpadV2(pt));
+      }
+      const first = decipher.update(ciphertext);
+      try {
+        pt = Buffer.concat([first, decipher.final()]); // v1: final() throws on bad PKCS#7 padding
+      } finally {
+        zero(first);
+      }
+      return UTF8.decode(pt);
     } catch {
       // Swallow the original error: its message would reveal which step failed.
       throw new CredentialOpenError();
     }
   } finally {
-    for (const p of parts) zero(p);
     zero(pt);
-    keys.wipe();
+    zero(keys);
     zero(expected);
   }
 }
@@ -256,7 +286,7 @@ function unpadV2(pt: Buffer): Buffer {
   const n = pt.readUInt16BE(0);
   if (n === 0 || n > MAX_PASSWORD_UTF8_BYTES) throw new CredentialOpenError();
   const end = LENGTH_PREFIX_BYTES + n;
-  if (!pt.subarray(end).equals(ZEROS.subarray(0, pt.length - end))) throw new CredentialOpenError();
+  if (pt.compare(ZEROS, 0, pt.length - end, end) !== 0) throw new CredentialOpenError();
   return pt.subarray(LENGTH_PREFIX_BYTES, end);
 }
 
@@ -277,6 +307,10 @@ export function readSealedFormat(sealed: Buffer): SealFormatVersion {
   throw new CredentialOpenError();
 }
 
+/**
+ * Checks the context and returns the MAC's associated data followed by its length field:
+ * AAD | u64be(bit length of AAD), in one buffer (computeTag splits it).
+ */
 function checkContextAndBuildAad(ctx: CredentialContext, format: SealFormatVersion): Buffer {
   // Precondition: a 256-bit tenant key; anything else is a caller bug.
   if (!Buffer.isBuffer(ctx.tenantKey) || ctx.tenantKey.length !== TENANT_KEY_BYTES) {
@@ -286,44 +320,50 @@ function checkContextAndBuildAad(ctx: CredentialContext, format: SealFormatVersi
   if (!Number.isInteger(ctx.keyVersion) || ctx.keyVersion < 1 || ctx.keyVersion > 0xffff_ffff) {
     throw new Error('key version must be an integer in 1..2^32-1');
   }
-  const tenantId = encodeId(ctx.tenantId, 'tenantId');
-  const ancId = encodeId(ctx.ancId, 'ancId');
+  const tenantIdBytes = idBytes(ctx.tenantId, 'tenantId');
+  const ancIdBytes = idBytes(ctx.ancId, 'ancId');
   // AAD: every variable-length field is length-prefixed, so the encoding is injective.
-  const aad = Buffer.allocUnsafe(1 + 2 + tenantId.length + 2 + ancId.length + 4);
-  let o = aad.writeUInt8(format, 0);
-  o = aad.writeUInt16BE(tenantId.length, o);
-  o += tenantId.copy(aad, o);
-  o = aad.writeUInt16BE(ancId.length, o);
-  o += ancId.copy(aad, o);
-  aad.writeUInt32BE(ctx.keyVersion, o);
-  return aad;
+  const aadBytes = 1 + 2 + tenantIdBytes + 2 + ancIdBytes + 4;
+  const buf = Buffer.allocUnsafe(aadBytes + AL_BYTES);
+  buf[0] = format;
+  let o = buf.writeUInt16BE(tenantIdBytes, 1);
+  o += buf.write(ctx.tenantId, o, 'utf8');
+  o = buf.writeUInt16BE(ancIdBytes, o);
+  o += buf.write(ctx.ancId, o, 'utf8');
+  o = buf.writeUInt32BE(ctx.keyVersion, o);
+  // AL = u64be(bit length of AAD); the AAD is far shorter than 2^32 bits, so the high word is zero.
+  o = buf.writeUInt32BE(0, o);
+  buf.writeUInt32BE(aadBytes * 8, o);
+  return buf;
 }
 
-function encodeId(value: string, name: string): Buffer {
-  // Precondition: non-empty, well-formed (distinct strings must encode distinctly), ≤ MAX_ID_BYTES.
+/** The UTF-8 length of an id, after its preconditions: non-empty, well-formed (distinct strings encode distinctly), ≤ MAX_ID_BYTES. */
+function idBytes(value: string, name: string): number {
   if (typeof value !== 'string' || value.length === 0) throw new Error(`${name} must be non-empty`);
   if (!isWellFormed(value)) throw new Error(`${name} must be well-formed UTF-16`);
-  const bytes = Buffer.from(value, 'utf8');
-  if (bytes.length > MAX_ID_BYTES) throw new Error(`${name} must be at most ${MAX_ID_BYTES} UTF-8 bytes`);
+  const bytes = Buffer.byteLength(value, 'utf8');
+  if (bytes > MAX_ID_BYTES) throw new Error(`${name} must be at most ${MAX_ID_BYTES} UTF-8 bytes`);
   return bytes;
 }
 
-interface Subkeys {
-  enc: Buffer;
-  mac: Buffer;
-  wipe(): void;
-}
-
-/** v2: one KDF call for both subkeys; v1: one HKDF call each, as that format was defined. */
-function deriveKeys(tenantKey: Buffer, format: number | undefined): Subkeys {
+/**
+ * Both subkeys in one buffer, ENC_KEY | MAC_KEY (32 + 32), which the caller zeroes.
+ * v2: one KDF call for both; v1: one HKDF call each, as that format was defined.
+ */
+function deriveKeys(tenantKey: Buffer, format: number | undefined): Buffer {
   if (format === SEAL_FORMAT_V1) {
-    const enc = hkdf(tenantKey, V1_ENC_INFO, SUBKEY_BYTES);
-    const mac = hkdf(tenantKey, V1_MAC_INFO, SUBKEY_BYTES);
-    return { enc, mac, wipe: () => (zero(enc), zero(mac)) };
+    // Buffer.from(ArrayBuffer) shares memory, so zeroing the Buffer wipes the derived key.
+    const enc = Buffer.from(hkdfSync('sha256', tenantKey, EMPTY, V1_ENC_INFO, SUBKEY_BYTES));
+    const mac = Buffer.from(hkdfSync('sha256', tenantKey, EMPTY, V1_MAC_INFO, SUBKEY_BYTES));
+    const both = Buffer.alloc(2 * SUBKEY_BYTES);
+    enc.copy(both, 0);
+    mac.copy(both, SUBKEY_BYTES);
+    zero(enc);
+    zero(mac);
+    return both;
   }
   // One PRF call gives both subkeys (the HKDF of format 1 costs two calls, each three HMACs).
-  const both = createHmac('sha512', tenantKey).update(V2_KDF_INPUT).digest();
-  return { enc: both.subarray(0, SUBKEY_BYTES), mac: both.subarray(SUBKEY_BYTES), wipe: () => zero(both) };
+  return createHmac('sha512', tenantKey).update(V2_KDF_INPUT).digest();
 }
 
 /** [1]_32 | Label | 0x00 | Context (empty) | [L = 512]_32: NIST SP 800-108r1 counter mode, one iteration. */
@@ -334,22 +374,40 @@ const V2_KDF_INPUT = Buffer.concat([
   Buffer.from([0, 0, 2, 0]),
 ]);
 
-function hkdf(tenantKey: Buffer, info: string, bytes: number): Buffer {
-  // Buffer.from(ArrayBuffer) shares memory, so zeroing the Buffer wipes the derived key.
-  return Buffer.from(hkdfSync('sha256', tenantKey, EMPTY, info, bytes));
-}
-
 const EMPTY = Buffer.alloc(0);
+const AL_BYTES = 8;
 
-function computeTag(macKey: Buffer, aad: Buffer, iv: Buffer, ciphertext: Buffer): Buffer {
-  // u64be(bit length of AAD); the AAD is far shorter than 2^32 bits, so the high word is zero.
-  const al = Buffer.alloc(8);
-  al.writeUInt32BE(aad.length * 8, 4);
-  return createHmac('sha256', macKey).update(aad).update(iv).update(ciphertext).update(al).digest();
+/** T = HMAC-SHA256(MAC_KEY, AAD | IV | E | AL); `aadAndAl` is checkContextAndBuildAad's result, `ivAndCiphertext` contiguous as on the wire. */
+function computeTag(macKey: Buffer, aadAndAl: Buffer, ivAndCiphertext: Buffer): Buffer {
+  const aadEnd = aadAndAl.length - AL_BYTES;
+  return createHmac('sha256', macKey)
+    .update(aadAndAl.subarray(0, aadEnd))
+    .update(ivAndCiphertext)
+    .update(aadAndAl.subarray(aadEnd))
+    .digest();
 }
 
+/**
+ * IVs are drawn from the CSPRNG in batches (one native call per 256 seals, not one per seal), each
+ * 16 bytes used once. IVs are public, so the unused batch in memory is no secret. The pool starts
+ * empty, so no random bytes can be baked into a snapshot of the process.
+ */
+const IV_POOL = Buffer.alloc(IV_BYTES * 256);
+let ivPoolOffset = IV_POOL.length;
+
+function nextIv(target: Buffer, offset: number): void {
+  if (ivPoolOffset === IV_POOL.length) {
+    randomFillSync(IV_POOL);
+    ivPoolOffset = 0;
+  }
+  IV_POOL.copy(target, offset, ivPoolOffset, ivPoolOffset + IV_BYTES);
+  ivPoolOffset += IV_BYTES;
+}
+
+const stringIsWellFormed = (String.prototype as unknown as { isWellFormed?: (this: string) => boolean }).isWellFormed;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
+/** No lone surrogate (String.prototype.isWellFormed where the runtime has it, Node 20 does). */
 function isWellFormed(s: string): boolean {
-  return !LONE_SURROGATE.test(s);
+  return stringIsWellFormed ? stringIsWellFormed.call(s) : !LONE_SURROGATE.test(s);
 }

@@ -8,7 +8,8 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
@@ -25,16 +26,45 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 7);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
-async function timeCommand(label: string, cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  await run(cmd, args, { env, cwd: ROOT }); // warm the file cache
-  const times: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const start = performance.now();
-    await run(cmd, args, { env, cwd: ROOT });
-    times.push(performance.now() - start);
+/** /usr/bin/time, where present, gives each run's CPU time (user + system) as well. */
+const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
+
+interface Timing {
+  wall: number;
+  /** NaN without /usr/bin/time. */
+  cpu: number;
+}
+
+async function timeOnce(cmd: string, args: string[], env: NodeJS.ProcessEnv, okCodes: number[]): Promise<Timing> {
+  const cpuFile = join(tmpdir(), `anc-bench-time-${process.pid}`);
+  const [file, argv] = TIME ? [TIME, ['-q', '-f', '%U %S', '-o', cpuFile, cmd, ...args]] : [cmd, args];
+  const start = performance.now();
+  try {
+    await run(file, argv, { env, cwd: ROOT });
+  } catch (err) {
+    // A command measured for its refusal (an argument error) exits non-zero by design.
+    if (!okCodes.includes((err as { code?: number }).code ?? -1)) throw err;
   }
-  const m = median(times);
-  console.log(`  ${label.padEnd(52)} ${m.toFixed(0).padStart(6)} ms (median of ${RUNS})`);
+  const wall = performance.now() - start;
+  if (!TIME) return { wall, cpu: NaN };
+  const [user, sys] = readFileSync(cpuFile, 'utf8').trim().split(/\s+/).slice(-2).map(Number);
+  return { wall, cpu: ((user ?? NaN) + (sys ?? NaN)) * 1000 };
+}
+
+async function timeCommand(
+  label: string,
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  okCodes: number[] = [],
+): Promise<Timing> {
+  await timeOnce(cmd, args, env, okCodes); // warm the file cache
+  const runs: Timing[] = [];
+  for (let i = 0; i < RUNS; i++) runs.push(await timeOnce(cmd, args, env, okCodes));
+  const m = { wall: median(runs.map((r) => r.wall)), cpu: median(runs.map((r) => r.cpu)) };
+  console.log(
+    `  ${label.padEnd(52)} ${m.wall.toFixed(0).padStart(6)} ms wall, ${m.cpu.toFixed(0).padStart(5)} ms CPU (median of ${RUNS})`,
+  );
   return m;
 }
 
@@ -102,12 +132,28 @@ async function main(): Promise<void> {
       ['dist/cli.js', '--help'],
       cliEnv,
     );
+    // An argument error (a required option missing): exit code 2, like --help it loads no client.
+    const usageDist = await timeCommand(
+      'anc get, argument error  (node dist/cli.js)',
+      process.execPath,
+      ['dist/cli.js', 'get', '--tenant', 'bench'],
+      cliEnv,
+      [2],
+    );
     const getDist = await timeCommand(
       'anc get     (node dist/cli.js)',
       process.execPath,
       ['dist/cli.js', ...get],
       cliEnv,
     );
+    // Another build of the CLI to compare against in the same run (e.g. the previous one-file bundle).
+    const other = process.env.BENCH_CLI_BEFORE;
+    const helpOther = other
+      ? await timeCommand('anc --help  (BENCH_CLI_BEFORE)', process.execPath, [other, '--help'], cliEnv)
+      : undefined;
+    const getOther = other
+      ? await timeCommand('anc get     (BENCH_CLI_BEFORE)', process.execPath, [other, ...get], cliEnv)
+      : undefined;
     const helpTsx = await timeCommand(
       'anc --help  (tsx client/cli.ts, before)',
       TSX,
@@ -115,8 +161,16 @@ async function main(): Promise<void> {
       cliEnv,
     );
     const getTsx = await timeCommand('anc get     (tsx client/cli.ts, before)', TSX, ['client/cli.ts', ...get], cliEnv);
-    console.log(`  => anc --help: ${(helpDist / go).toFixed(2)}x the Go CLI (before: ${(helpTsx / go).toFixed(2)}x)`);
-    console.log(`  => anc get:    ${(getDist / go).toFixed(2)}x the Go CLI (before: ${(getTsx / go).toFixed(2)}x)\n`);
+    const x = (a: Timing, b: Timing) =>
+      `${(a.wall / b.wall).toFixed(2)}x wall` + (Number.isNaN(a.cpu) ? '' : `, ${(a.cpu / b.cpu).toFixed(2)}x CPU`);
+    console.log(`  => anc --help:        ${x(helpDist, go)} the Go CLI (tsx: ${x(helpTsx, go)})`);
+    console.log(`  => anc argument error: ${x(usageDist, go)} the Go CLI`);
+    console.log(`  => anc get:           ${x(getDist, go)} the Go CLI (tsx: ${x(getTsx, go)})`);
+    if (helpOther && getOther) {
+      console.log(`  => BENCH_CLI_BEFORE: --help ${x(helpOther, go)}, get ${x(getOther, go)} the Go CLI\n`);
+    } else {
+      console.log('');
+    }
 
     console.log('Worker start-up to "Worker started" (a fresh task queue each time)');
     const fresh = () => ({ ...wEnv, TEMPORAL_TASK_QUEUE: `bench-${randomBytes(4).toString('hex')}` });
