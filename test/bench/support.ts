@@ -189,7 +189,7 @@ export function startServiceWorker(
   );
 }
 
-/** User + system CPU seconds of a process and all its descendants, from /proc. */
+/** User + system CPU seconds of a process and all its descendants (live or exited), from /proc. */
 export function treeCpuSeconds(root: number): number {
   const children = new Map<number, number[]>();
   for (const name of readdirSync('/proc')) {
@@ -202,10 +202,13 @@ export function treeCpuSeconds(root: number): number {
       // gone meanwhile
     }
   }
+  // A live process's own time plus what its exited (reaped) children used, which the kernel adds to
+  // it: processes that end during the measurement still count, and none counts twice.
   let total = 0;
   const visit = (pid: number) => {
     try {
-      total += procCpuSeconds(pid);
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      total += (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
     } catch {
       return;
     }
