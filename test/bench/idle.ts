@@ -16,8 +16,14 @@
  *   3. The rest are deactivated by the service's own `deactivateTenantData` (the activity the tenant
  *      workflow runs: tenant and ANC rows marked deactivated with the purge date, audit record
  *      appended to the chain with the worker's audit key), called from this process over the
- *      database, and then given their workflow by the service's tenant sweep (`tenantSweepWorkflow`,
- *      as its hourly schedule runs it): each new run reads the row and sleeps until its `purge_at`.
+ *      database, and then given their workflow:
+ *      - by default started from a raw client with the dates the row holds, as the run a tenant
+ *        workflow continues as (`carried`: deactivated, purge date): it publishes its state and
+ *        sleeps until `purge_at` in its first workflow task (10 history events instead of 31);
+ *      - with BENCH_IDLE_START=sweep, by the service's tenant sweep (`tenantSweepWorkflow`, as its
+ *        hourly schedule runs it): each new run reads the row, then sleeps (16 events).
+ *      Both are the tenant workflow's own code waiting on its durable timer; the seeding is bound by
+ *      the server's work per workflow, which is why the first is faster.
  * ANC workflows are not started: a deactivated ANC's workflow waits for a signal with no timer, the
  * ANC rows are what the tenant workflow reads (and the purge deletes). The seeding is checked:
  * Temporal's visibility must count every tenant's workflow running and deactivated, and a sample of
@@ -41,7 +47,11 @@ import { sealCredential } from '../../activities/crypto/seal';
 import type { ActivityDeps } from '../../activities/deps';
 import { deactivateTenantData } from '../../activities/tenant';
 import { AncClient } from '../../client/sdk';
+import { WorkflowIdConflictPolicy } from '@temporalio/client';
 import { ROTATION_SCHEDULE_ID, TENANT_SWEEP_SCHEDULE_ID, tenantWorkflowId } from '../../common/ids';
+import { TenantIdKey } from '../../common/search-attributes';
+import { tenantSummary } from '../../common/summaries';
+import type { tenantWorkflow } from '../../workflows/tenant';
 import type { TenantSweepResult } from '../../workflows/tenant-sweep';
 import { azureEmulatorKek } from '../support/emulator-process';
 import {
@@ -181,6 +191,7 @@ export async function idle(): Promise<void> {
   const ancsPerTenant = Number(process.env.BENCH_IDLE_ANCS_PER_TENANT ?? 2);
   const viaSdk = Math.min(n, Number(process.env.BENCH_IDLE_SDK ?? 1000));
   const concurrency = Number(process.env.BENCH_IDLE_CONCURRENCY ?? 64);
+  const startMode = process.env.BENCH_IDLE_START === 'sweep' ? 'sweep' : 'carried';
   console.log(`${n} deactivated tenants waiting in their retention window: worker RSS and CPU over ${seconds} s idle`);
   console.log(`  machine: ${machineLine()}`);
   const stack = await startBenchStack('idle');
@@ -232,41 +243,72 @@ export async function idle(): Promise<void> {
     );
 
     const rest = ids.slice(viaSdk);
+    const sweepId = `bench-sweep-${randomBytes(3).toString('hex')}`;
     const deps = {
       pool: stack.db.pool,
       config: { auditMacKey, tenantRetentionMs: RETENTION_MS },
       logger: pino({ level: 'silent' }),
     } as unknown as ActivityDeps;
-    const dataRun = await runConcurrent(rest.length, 8, (i) => {
+    const purgeDates = new Map<string, { deactivatedAt: string; purgeAt: string }>();
+    const dataRun = await runConcurrent(rest.length, 8, async (i) => {
       const tenantId = rest[i] as string;
-      return deactivateTenantData(deps, {
+      const result = await deactivateTenantData(deps, {
         tenantId,
         nowMs: Date.now(),
         actor: 'bench',
         reason: 'idle benchmark',
         workflowId: tenantWorkflowId(tenantId),
       });
+      purgeDates.set(tenantId, result);
     });
     t0 = performance.now();
-    const sweepId = `bench-sweep-${randomBytes(3).toString('hex')}`;
-    const swept = await stack.client.workflow.execute('tenantSweepWorkflow', {
-      workflowId: sweepId,
-      taskQueue: queue,
-      args: [{}],
-    });
-    const sweptMs = performance.now() - t0;
+    let how: string;
+    if (startMode === 'sweep') {
+      const swept = await stack.client.workflow.execute('tenantSweepWorkflow', {
+        workflowId: `${sweepId}-seed`,
+        taskQueue: queue,
+        args: [{}],
+      });
+      how =
+        `the tenant sweep (checked ${(swept as TenantSweepResult).checked},` +
+        ` restarted ${(swept as TenantSweepResult).restarted}) in ${fmt((performance.now() - t0) / 1000)} s`;
+    } else {
+      // The run a tenant workflow continues as (continue-as-new), from the dates the row holds.
+      const started = await runConcurrent(rest.length, concurrency, (i) => {
+        const tenantId = rest[i] as string;
+        const dates = purgeDates.get(tenantId) as { deactivatedAt: string; purgeAt: string };
+        return stack.client.workflow.start<typeof tenantWorkflow>('tenantWorkflow', {
+          workflowId: tenantWorkflowId(tenantId),
+          taskQueue: queue,
+          args: [
+            {
+              tenantId,
+              carried: {
+                phase: 'deactivated',
+                deactivatedAtMs: Date.parse(dates.deactivatedAt),
+                purgeAtMs: Date.parse(dates.purgeAt),
+                cycles: 0,
+              },
+            },
+          ],
+          workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+          staticSummary: tenantSummary(tenantId),
+          typedSearchAttributes: [{ key: TenantIdKey, value: tenantId }],
+        });
+      });
+      how = `their workflows started from the rows' dates in ${fmt(started.wallMs / 1000)} s (concurrency ${concurrency})`;
+    }
     let waiting = 0;
     for (;;) {
       waiting = (await stack.client.workflow.count(RUNNING_DEACTIVATED)).count;
       if (waiting >= n || performance.now() - t0 > 30 * 60_000) break;
-      await sleep(1000);
+      await sleep(2000);
     }
     const restMs = performance.now() - t0;
     console.log(
       `  seeding 3. ${rest.length} tenants deactivated by the service's deactivateTenantData in` +
-        ` ${fmt(dataRun.wallMs / 1000)} s (${rate(rest.length, dataRun.wallMs)} at concurrency 8), then the tenant sweep` +
-        ` (checked ${(swept as TenantSweepResult).checked}, restarted ${(swept as TenantSweepResult).restarted})` +
-        ` in ${fmt(sweptMs / 1000)} s; all workflows waiting after ${fmt(restMs / 1000)} s (${rate(rest.length, restMs)})`,
+        ` ${fmt(dataRun.wallMs / 1000)} s (${rate(rest.length, dataRun.wallMs)} at concurrency 8), then ${how};` +
+        ` all workflows waiting after ${fmt(restMs / 1000)} s (${rate(rest.length, restMs)})`,
     );
     const seedingMs = sdkRun.wallMs + dataRun.wallMs + restMs;
     console.log(
@@ -293,7 +335,7 @@ export async function idle(): Promise<void> {
     console.log(
       `  checked: ${waiting} tenant workflows running and deactivated (visibility); ${rows.length} sampled tenants` +
         ` answer getTenant with their row's purge date; history events ${await events(ids[0] as string)}` +
-        ` (through the SDK) and ${await events(ids[n - 1] as string)} (from the sweep)`,
+        ` (through the SDK) and ${await events(ids[n - 1] as string)} (${startMode === 'sweep' ? 'from the sweep' : 'started from the rows'})`,
     );
 
     // What the hourly sweep costs with every tenant's workflow running: one describe per tenant.
