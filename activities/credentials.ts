@@ -7,11 +7,13 @@ import { PasswordPolicyError, sealCredential } from './crypto/seal';
 import { zero } from './crypto/tenant-key';
 import { AUDIT_COLUMNS, appendAudit, prepareAudit } from './db/audit';
 import { inTransaction, type PoolClient } from './db/pool';
-import type { ActivityDeps } from './deps';
+import { ownVaultId, vaultsOf, type ActivityDeps } from './deps';
 import type { TenantKeyRef } from './kek/tenant-key-cache';
 import { operationLog } from './log';
 import { serviceMeter } from './metrics';
-import { openEnvelope } from './envelope';
+import { openEnvelope, resealEnvelope } from './envelope';
+import { TenantOnOtherVault, tenantOnOtherVault, tenantVaultForKey } from './tenant-vault';
+import { PRIMARY_VAULT_ID } from '../common/vaults';
 import {
   obtainTenantKey,
   USABLE_KEY_COLUMNS,
@@ -43,8 +45,14 @@ async function findStored(
   client: Pick<PoolClient, 'query'>,
   operationId: string,
 ): Promise<CredentialStored | undefined> {
-  const { rows } = await client.query<{ version: number; tenant_key_version: number; created_at: Date }>(
-    'SELECT version, tenant_key_version, created_at FROM anc_credentials WHERE operation_id = $1',
+  const { rows } = await client.query<{
+    version: number;
+    tenant_key_version: number;
+    created_at: Date;
+    vault_id: string | null;
+  }>(
+    `SELECT c.version, c.tenant_key_version, c.created_at, t.vault_id
+       FROM anc_credentials c JOIN tenants t ON t.tenant_id = c.tenant_id WHERE c.operation_id = $1`,
     [operationId],
   );
   const row = rows[0];
@@ -53,6 +61,7 @@ async function findStored(
       credentialVersion: row.version,
       tenantKeyVersion: row.tenant_key_version,
       storedAt: row.created_at.toISOString(),
+      vaultId: row.vault_id ?? PRIMARY_VAULT_ID,
     }
   );
 }
@@ -93,11 +102,14 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
   const done = await findStored(deps.pool, input.operationId);
   if (done) return done;
 
+  const vaults = vaultsOf(deps);
+  const ownVault = ownVaultId(deps);
   const kekVersion = await deps.kek.current();
   const opened = await openEnvelope({
     envelope: input.passwordEnvelope,
     kek: deps.kek.provider,
     kekId: kekVersion.kekId,
+    vaultId: ownVault,
     tenantId: input.tenantId,
     ancId: input.ancId,
     op: input.mode,
@@ -123,6 +135,9 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
       // every write. Each read is its own statement after the lock it depends on, so its snapshot
       // sees whatever the lock's previous holder committed.
       await lockActiveTenant(client, input.tenantId, input.mode === 'create');
+      // The tenant's keys are in one vault: a tenant placed elsewhere (or moved) is served there.
+      const tenantVault = await tenantVaultForKey(client, vaults, input.tenantId);
+      if (tenantVault !== ownVault) throw new TenantOnOtherVault(tenantVault);
       let nextVersion = 1;
       let usableKey: TenantKeyRow | undefined;
       if (input.mode === 'create') {
@@ -167,10 +182,16 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
         },
         deps.tenantKeyCache,
         { row: usableKey },
+        ownVault,
       );
       if (tenantKey.wrapped && deps.tenantKeyCache?.enabled) {
         freshKey = {
-          ref: { tenantId: input.tenantId, tenantKeyVersion: tenantKey.version, ...tenantKey.wrapped },
+          ref: {
+            vaultId: ownVault,
+            tenantId: input.tenantId,
+            tenantKeyVersion: tenantKey.version,
+            ...tenantKey.wrapped,
+          },
           key: Buffer.from(tenantKey.key),
         };
       }
@@ -245,7 +266,12 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
         throw err;
       }
       generatedKey = tenantKey.generated;
-      return { credentialVersion: nextVersion, tenantKeyVersion: tenantKey.version, storedAt: now.toISOString() };
+      return {
+        credentialVersion: nextVersion,
+        tenantKeyVersion: tenantKey.version,
+        storedAt: now.toISOString(),
+        vaultId: ownVault,
+      };
     });
     // The new key version is committed: drop anything cached for the tenant's earlier versions.
     if (generatedKey) deps.tenantKeyCache?.invalidateTenant(input.tenantId);
@@ -259,6 +285,19 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
     });
     return stored;
   } catch (err) {
+    if (err instanceof TenantOnOtherVault) {
+      // Sealed to this vault but the tenant is on another: seal the password again, locally, for
+      // that vault's current public KEK (the envelope was opened here already: no further HSM call
+      // on this vault); the workflow sends it to that vault's HSM queue. Only ciphertext leaves.
+      const target = vaults.get(err.vaultId);
+      const targetKek = await target.kek.current();
+      operationLog(deps).info("Credential redirected to the tenant's vault", {
+        tenantId: input.tenantId,
+        ancId: input.ancId,
+        vaultId: target.id,
+      });
+      throw tenantOnOtherVault(target.id, resealEnvelope(opened, targetKek, target.id));
+    }
     // A retry racing with its own earlier attempt: the first one won (and used the envelope), report
     // its result.
     const reused = err instanceof ApplicationFailure && err.type === 'EnvelopeReused';

@@ -1,7 +1,14 @@
-import { createDecipheriv } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { PRIMARY_VAULT_ID, isVaultId } from '../common/vaults';
 import { permanentFailure } from '../common/errors';
 import { zero } from './crypto/tenant-key';
-import { KekUnwrapError, KekVersionNotFoundError, type KekProvider } from './kek/provider';
+import {
+  KekUnwrapError,
+  KekVersionNotFoundError,
+  wrapWithPublicKey,
+  type KekProvider,
+  type KekVersion,
+} from './kek/provider';
 
 /**
  * Opens the password envelope the client SDK made: a compact JWE (RSA-OAEP-256 + A256GCM) whose
@@ -18,11 +25,14 @@ export interface EnvelopeHeader {
   op: 'create' | 'update';
   iat: number;
   jti: string;
+  /** The vault whose KEK sealed it; absent: the first vault ("primary"). */
+  vid?: string;
 }
 
 export interface OpenedEnvelope {
   password: string;
   envelopeId: string;
+  header: EnvelopeHeader;
 }
 
 const CLOCK_SKEW_MS = 60_000;
@@ -53,7 +63,8 @@ export function readEnvelopeHeader(envelope: string): EnvelopeHeader {
     (header.op !== 'create' && header.op !== 'update') ||
     !Number.isInteger(header.iat) ||
     typeof header.jti !== 'string' ||
-    !/^[A-Za-z0-9_-]{16,64}$/.test(header.jti)
+    !/^[A-Za-z0-9_-]{16,64}$/.test(header.jti) ||
+    (header.vid !== undefined && !isVaultId(header.vid))
   ) {
     throw permanentFailure('InvalidEnvelope', 'password envelope header is not one this service issues');
   }
@@ -64,6 +75,8 @@ export async function openEnvelope(args: {
   envelope: string;
   kek: KekProvider;
   kekId: string;
+  /** The vault whose KEK `kek` is: an envelope sealed to another vault's KEK is refused. */
+  vaultId?: string;
   tenantId: string;
   ancId: string;
   op: 'create' | 'update';
@@ -87,6 +100,8 @@ export async function openEnvelope(args: {
   const version = header.kid.slice(slash + 1);
   if (slash <= 0 || kekId !== args.kekId)
     throw permanentFailure('InvalidEnvelope', 'password envelope names an unknown key');
+  if ((header.vid ?? PRIMARY_VAULT_ID) !== (args.vaultId ?? PRIMARY_VAULT_ID))
+    throw permanentFailure('InvalidEnvelope', 'password envelope was sealed for another vault than the one asked');
 
   const [protectedB64, encryptedKeyB64, ivB64, ciphertextB64, tagB64] = args.envelope.split('.');
   const encryptedKey = decodePart(encryptedKeyB64);
@@ -112,9 +127,44 @@ export async function openEnvelope(args: {
     decipher.setAAD(Buffer.from(protectedB64 ?? '', 'ascii'));
     decipher.setAuthTag(tag);
     plain = Buffer.concat([decipher.update(ciphertext), decipher.final()]);
-    return { password: new TextDecoder('utf-8', { fatal: true }).decode(plain), envelopeId: header.jti };
+    return { password: new TextDecoder('utf-8', { fatal: true }).decode(plain), envelopeId: header.jti, header };
   } catch {
     throw permanentFailure('InvalidEnvelope', 'password envelope could not be opened');
+  } finally {
+    zero(cek);
+    zero(plain);
+  }
+}
+
+/**
+ * Seals an opened envelope's password again, for another vault's current KEK (its public key,
+ * locally: no HSM call). The new envelope keeps the original's tenant, ANC, operation, issue time and
+ * id (so its age and single use are judged as the original's) and names the new vault and key. Used
+ * when a client sealed to a vault the tenant is not on: only this ciphertext reaches the history.
+ */
+export function resealEnvelope(
+  opened: OpenedEnvelope,
+  kek: Pick<KekVersion, 'kekId' | 'version' | 'publicJwk'>,
+  vaultId: string,
+): string {
+  const { vid: _previous, ...rest } = opened.header;
+  const header: EnvelopeHeader = {
+    ...rest,
+    kid: `${kek.kekId}/${kek.version}`,
+    ...(vaultId === PRIMARY_VAULT_ID ? {} : { vid: vaultId }),
+  };
+  const protectedB64 = Buffer.from(JSON.stringify(header), 'utf8').toString('base64url');
+  const cek = randomBytes(32);
+  const iv = randomBytes(12);
+  const plain = Buffer.from(opened.password, 'utf8');
+  try {
+    const cipher = createCipheriv('aes-256-gcm', cek, iv);
+    cipher.setAAD(Buffer.from(protectedB64, 'ascii'));
+    const ciphertext = Buffer.concat([cipher.update(plain), cipher.final()]);
+    const encryptedKey = wrapWithPublicKey(kek.publicJwk, cek);
+    return [protectedB64, encryptedKey, iv, ciphertext, cipher.getAuthTag()]
+      .map((part) => (typeof part === 'string' ? part : part.toString('base64url')))
+      .join('.');
   } finally {
     zero(cek);
     zero(plain);

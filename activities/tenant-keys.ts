@@ -79,6 +79,7 @@ export async function unwrapTenantKey(
   kek: KekDirectory,
   row: Pick<TenantKeyRow, 'tenant_id' | 'version' | 'wrapped_key' | 'kek_version'>,
   cache?: TenantKeyCache,
+  vaultId?: string,
 ): Promise<Buffer> {
   const unwrap = async () => {
     try {
@@ -93,6 +94,7 @@ export async function unwrapTenantKey(
   if (!cache) return unwrap();
   return cache.getOrUnwrap(
     {
+      vaultId,
       tenantId: row.tenant_id,
       tenantKeyVersion: row.version,
       kekVersion: row.kek_version,
@@ -158,9 +160,10 @@ export async function obtainTenantKey(
   args: { tenantId: string; now: Date; audit: Omit<AuditEntry, 'event' | 'details' | 'tenantId' | 'at' | 'outcome'> },
   cache?: TenantKeyCache,
   known?: { row: TenantKeyRow | undefined },
+  vaultId?: string,
 ): Promise<OpenTenantKey> {
   const row = known ? known.row : await findUsableTenantKey(client, args.tenantId, args.now);
-  if (row) return { version: row.version, key: await unwrapTenantKey(kek, row, cache), generated: false };
+  if (row) return { version: row.version, key: await unwrapTenantKey(kek, row, cache, vaultId), generated: false };
   // A new version replaces the tenant's key: nothing cached for the tenant may be used again.
   cache?.invalidateTenant(args.tenantId);
   return generateTenantKeyVersion(client, kek, macKey, args);

@@ -27,6 +27,9 @@ export const ErrorTypes = [
   'TenantNotFound',
   'KekUnavailable',
   'CredentialUnavailable',
+  'InvalidVaultId',
+  'VaultUnknown',
+  'TenantOnOtherVault',
 ] as const;
 
 export type ErrorType = (typeof ErrorTypes)[number];

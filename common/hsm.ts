@@ -1,3 +1,5 @@
+import { PRIMARY_VAULT_ID } from './vaults';
+
 /**
  * The fleet-wide Key Vault (HSM) budget: every activity that calls the vault's private-key
  * operations runs on its own task queue, whose dispatch rate Temporal limits for all workers together
@@ -5,9 +7,13 @@
  * dispatch it is given. Task priorities on that queue decide who waits when the budget is short.
  */
 
-/** The HSM task queue that goes with the service's task queue. */
-export function hsmTaskQueue(taskQueue: string): string {
-  return `${taskQueue}-hsm`;
+/**
+ * The HSM task queue of one vault: `<queue>-hsm` for the first vault (the one queue there was before
+ * several vaults, so running workflows keep it), `<queue>-hsm-<vaultId>` for the others. Each has its
+ * own rate limit, since Key Vault's limits are per vault.
+ */
+export function hsmTaskQueue(taskQueue: string, vaultId: string = PRIMARY_VAULT_ID): string {
+  return vaultId === PRIMARY_VAULT_ID ? `${taskQueue}-hsm` : `${taskQueue}-hsm-${vaultId}`;
 }
 
 /**

@@ -15,11 +15,15 @@ export interface CreateAncRequest extends AncSpec {
   actor: string;
   /** The password sealed by the client SDK for the KEK (compact JWE). */
   passwordEnvelope: string;
+  /** The vault whose KEK sealed the envelope (absent: "primary"); the workflow opens it there. */
+  vaultId?: string;
 }
 
 export interface UpdatePasswordRequest {
   actor: string;
   passwordEnvelope: string;
+  /** As in CreateAncRequest. */
+  vaultId?: string;
 }
 
 export interface DeleteAncRequest {
@@ -67,6 +71,8 @@ export interface CredentialStored {
   tenantKeyVersion: number;
   /** ISO time the credential version was stored. */
   storedAt: string;
+  /** The vault the tenant is on (absent from results stored before there could be several). */
+  vaultId?: string;
 }
 
 /** The KEK version clients seal passwords for (public material only). */

@@ -1,3 +1,4 @@
+import { isVaultId } from './vaults';
 import type { AncSpec } from './types';
 import { permanentFailure } from './errors';
 
@@ -202,5 +203,12 @@ export function validateAncSpec(spec: AncSpec): void {
 export function validateEnvelopeShape(envelope: unknown): asserts envelope is string {
   if (typeof envelope !== 'string' || envelope.length > 8192 || envelope.split('.').length !== 5) {
     throw permanentFailure('InvalidEnvelope', 'passwordEnvelope must be the compact JWE made by the client SDK');
+  }
+}
+
+/** The vault a client sealed for: absent (the first vault) or a vault id. */
+export function validateVaultId(vaultId: unknown): asserts vaultId is string | undefined {
+  if (vaultId !== undefined && !isVaultId(vaultId)) {
+    throw permanentFailure('InvalidVaultId', 'vaultId must be a vault id: a-z, 0-9 and -, 1 to 20 characters');
   }
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ConfigError, readTemporalSettings, type TemporalSettings } from '../common/temporal-config';
+import { PRIMARY_VAULT_ID, VAULT_ID_PATTERN } from '../common/vaults';
 import { projectRoot } from './local-stack-env';
 
 export { ConfigError } from '../common/temporal-config';
@@ -29,6 +30,11 @@ export interface Config {
         certSubject: string;
       }
     | { kind: 'local-dev'; dir: string; keySize: 2048 | 3072 | 4096 };
+  /**
+   * Every vault the worker serves, the first one first (`kek` above is the first's). Each has its
+   * own KEK (same key name and certificate settings), HSM budget and HSM task queue.
+   */
+  vaults: VaultConfig[];
   auditMacKey: Buffer;
   maxAncsPerTenant: number;
   envelopeMaxAgeSeconds: number;
@@ -72,6 +78,14 @@ export interface Config {
   tenantRetentionMs: number;
   /** How often the sweep restarts tenant workflows lost mid-window (terminated by an operator). */
   tenantSweepIntervalMs: number;
+}
+
+/** One configured vault: its id, its KEK settings, whether new tenants may be placed on it. */
+export interface VaultConfig {
+  id: string;
+  kek: Config['kek'];
+  /** Closed: keeps serving its tenants but gets no new ones (KEYVAULT_CLOSED_VAULTS). */
+  closed: boolean;
 }
 
 const ROOT = projectRoot();
@@ -167,6 +181,48 @@ const dnsOverrides = () =>
       return out;
     });
 
+/** `id=https://...` pairs, comma-separated, ids unique and of the vault id format. */
+const vaultList = () =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined) return undefined;
+      const out: Array<{ id: string; url: string }> = [];
+      for (const pair of raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)) {
+        const eq = pair.indexOf('=');
+        const id = pair.slice(0, eq);
+        const vaultUrl = pair.slice(eq + 1).trim();
+        if (eq <= 0 || !VAULT_ID_PATTERN.test(id) || !/^https:\/\//.test(vaultUrl))
+          ctx.addIssue({
+            code: 'custom',
+            message: `entry "${pair}" must look like id=https://... (id: a-z, 0-9, -; 1 to 20)`,
+          });
+        else if (out.some((v) => v.id === id)) ctx.addIssue({ code: 'custom', message: `names vault "${id}" twice` });
+        else out.push({ id, url: vaultUrl });
+      }
+      if (out.length > 0 && out[0]?.id !== PRIMARY_VAULT_ID)
+        ctx.addIssue({
+          code: 'custom',
+          message: `must list "${PRIMARY_VAULT_ID}" first (the vault existing tenants and the <queue>-hsm queue belong to)`,
+        });
+      return out;
+    });
+
+const idList = () =>
+  z
+    .string()
+    .optional()
+    .transform((raw) =>
+      (raw ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    );
+
 const DURATION_UNITS_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 const DAY_MS = DURATION_UNITS_MS.d;
 
@@ -207,6 +263,9 @@ export const envSchema = z.object({
 
   // Key Vault (unset KEYVAULT_URL: the local development KEK)
   KEYVAULT_URL: url(/^https:\/\//, 'an https:// URL').optional(),
+  // Several vaults: primary=https://...,eu2=https://... (absent: one vault "primary" at KEYVAULT_URL)
+  KEYVAULT_VAULTS: vaultList(),
+  KEYVAULT_CLOSED_VAULTS: idList(),
   KEYVAULT_KEY_NAME: text('anc-credential-kek'),
   KEYVAULT_KEY_SIZE: keySize(),
   KEYVAULT_HSM_OPS_PER_SECOND: integer(1, 200, 0),
@@ -284,10 +343,14 @@ function crossChecks(env: Record<string, string>): string[] {
   const production = env.NODE_ENV === 'production';
   if (production && !env.AUDIT_MAC_KEY)
     problems.push('AUDIT_MAC_KEY is required in production (32 random bytes, base64)');
-  if (production && !env.KEYVAULT_URL)
+  if (production && !env.KEYVAULT_URL && !env.KEYVAULT_VAULTS)
     problems.push('KEYVAULT_URL is required in production (the local development KEK is not for production)');
-  if (production && env.KEYVAULT_URL && /^(1|true|yes)$/i.test(env.KEYVAULT_EMULATOR ?? ''))
+  if (production && (env.KEYVAULT_URL || env.KEYVAULT_VAULTS) && /^(1|true|yes)$/i.test(env.KEYVAULT_EMULATOR ?? ''))
     problems.push('KEYVAULT_EMULATOR must not be set in production');
+  // Several vaults: KEYVAULT_URL, when also set, must be the first one's.
+  const firstListed = /^\s*primary=([^,\s]+)/.exec(env.KEYVAULT_VAULTS ?? '')?.[1];
+  if (env.KEYVAULT_VAULTS && env.KEYVAULT_URL && firstListed && firstListed !== env.KEYVAULT_URL)
+    problems.push('KEYVAULT_URL must be unset or equal to the primary vault of KEYVAULT_VAULTS');
   // A worker may use at most the whole vault's budget for its key size (per second).
   const size = env.KEYVAULT_KEY_SIZE ?? '3072';
   const max = size === '2048' ? 200 : size === '3072' ? 50 : size === '4096' ? 25 : undefined;
@@ -313,31 +376,45 @@ export function loadConfig(rawEnv: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const e = parsed.data;
 
-  let kek: Config['kek'];
-  if (e.KEYVAULT_URL) {
-    // Azure Key Vault's per-vault budget for HSM key operations, per 10 seconds (see README).
-    const vaultLimitPer10s = e.KEYVAULT_KEY_SIZE === 2048 ? 2000 : e.KEYVAULT_KEY_SIZE === 3072 ? 500 : 250;
-    kek = {
-      kind: 'azure-key-vault',
-      vaultUrl: e.KEYVAULT_URL,
-      keyName: e.KEYVAULT_KEY_NAME,
-      keySize: e.KEYVAULT_KEY_SIZE,
-      // Default: half the vault's limit, leaving room for other clients of the same vault.
-      hsmOpsPerSecond: e.KEYVAULT_HSM_OPS_PER_SECOND || vaultLimitPer10s / 20,
-      emulator: e.KEYVAULT_EMULATOR,
-      caPath: e.KEYVAULT_CA,
-      mode: e.KEYVAULT_KEK_MODE,
-      certIssuer: e.KEYVAULT_CERT_ISSUER,
-      certSubject: e.KEYVAULT_CERT_SUBJECT ?? `CN=${e.KEYVAULT_KEY_NAME}`,
-    };
-  } else {
-    kek = { kind: 'local-dev', dir: e.LOCAL_KEK_DIR, keySize: e.LOCAL_KEK_KEY_SIZE };
+  const listed = e.KEYVAULT_VAULTS && e.KEYVAULT_VAULTS.length > 0 ? e.KEYVAULT_VAULTS : undefined;
+  const vaultProblems: string[] = [];
+  for (const id of e.KEYVAULT_CLOSED_VAULTS) {
+    if (!(listed ?? [{ id: PRIMARY_VAULT_ID }]).some((v) => v.id === id))
+      vaultProblems.push(`KEYVAULT_CLOSED_VAULTS names "${id}", which is not a configured vault`);
   }
+  if ((listed?.length ?? 1) <= e.KEYVAULT_CLOSED_VAULTS.length && e.KEYVAULT_CLOSED_VAULTS.length > 0)
+    vaultProblems.push('KEYVAULT_CLOSED_VAULTS must leave at least one vault open to new tenants');
+  if (vaultProblems.length > 0) throw new ConfigError(vaultProblems);
+  // Azure Key Vault's per-vault budget for HSM key operations, per 10 seconds (see README).
+  const vaultLimitPer10s = e.KEYVAULT_KEY_SIZE === 2048 ? 2000 : e.KEYVAULT_KEY_SIZE === 3072 ? 500 : 250;
+  // Key name, certificate settings and the HSM budget apply to each vault: Key Vault limits per vault.
+  const keyVaultKek = (vaultUrl: string): Config['kek'] => ({
+    kind: 'azure-key-vault',
+    vaultUrl,
+    keyName: e.KEYVAULT_KEY_NAME,
+    keySize: e.KEYVAULT_KEY_SIZE,
+    // Default: half the vault's limit, leaving room for other clients of the same vault.
+    hsmOpsPerSecond: e.KEYVAULT_HSM_OPS_PER_SECOND || vaultLimitPer10s / 20,
+    emulator: e.KEYVAULT_EMULATOR,
+    caPath: e.KEYVAULT_CA,
+    mode: e.KEYVAULT_KEK_MODE,
+    certIssuer: e.KEYVAULT_CERT_ISSUER,
+    certSubject: e.KEYVAULT_CERT_SUBJECT ?? `CN=${e.KEYVAULT_KEY_NAME}`,
+  });
+  const firstUrl = listed?.[0]?.url ?? e.KEYVAULT_URL;
+  const kek: Config['kek'] = firstUrl
+    ? keyVaultKek(firstUrl)
+    : { kind: 'local-dev', dir: e.LOCAL_KEK_DIR, keySize: e.LOCAL_KEK_KEY_SIZE };
+  const closed = new Set(e.KEYVAULT_CLOSED_VAULTS);
+  const vaults: VaultConfig[] = listed
+    ? listed.map((v, i) => ({ id: v.id, kek: i === 0 ? kek : keyVaultKek(v.url), closed: closed.has(v.id) }))
+    : [{ id: PRIMARY_VAULT_ID, kek, closed: false }];
 
   return {
     databaseUrl: e.DATABASE_URL,
     temporal: { ...temporal, taskQueue: e.TEMPORAL_TASK_QUEUE },
     kek,
+    vaults,
     // Development only: a fixed, public key. The chain still detects accidental edits.
     auditMacKey: e.AUDIT_MAC_KEY ? Buffer.from(e.AUDIT_MAC_KEY, 'base64') : Buffer.alloc(32, 0x41),
     maxAncsPerTenant: e.MAX_ANCS_PER_TENANT,
@@ -359,7 +436,8 @@ export function loadConfig(rawEnv: NodeJS.ProcessEnv = process.env): Config {
     healthPort: e.HEALTH_PORT,
     metricsPort: e.METRICS_PORT,
     shutdownGraceSeconds: e.SHUTDOWN_GRACE_SECONDS,
-    // HSM budget for the fleet and the tenant-key cache. Temporal's task-queue rate is a token
+    // HSM budget for the fleet (per vault: each vault's HSM queue gets this rate) and the
+    // tenant-key cache. Temporal's task-queue rate is a token
     // bucket whose burst about equals its rate, so the default is 0.4 of the vault budget: a full
     // burst plus the steady rate stays inside the budget in any one second.
     hsmQueueActivitiesPerSecond:

@@ -3,6 +3,7 @@ import { NativeConnection, Runtime } from '@temporalio/worker';
 import { migrate } from '../activities/db/migrate';
 import { createPool } from '../activities/db/pool';
 import { KekDirectory } from '../activities/kek/directory';
+import { VaultSet } from '../activities/kek/vaults';
 import { setMeterOutsideActivities } from '../activities/metrics';
 import { ConfigError, loadConfig, loadLocalStackEnv } from './config';
 import { startHealthServer } from './health-server';
@@ -24,12 +25,24 @@ async function main(): Promise<void> {
 
   await migrate(config.databaseUrl);
   const pool = createPool(config.databaseUrl);
-  const kek = new KekDirectory(createKekProvider(config.kek));
-  const current = await kek.bootstrap(new Date());
-  logger.info(
-    { kekKind: kek.provider.kind, kekVersion: current.version, kekExpiresAt: current.expiresAt },
-    'KEK ready',
+  // One KEK per vault (the first is config.kek), each bootstrapped: a first version if it has none.
+  const vaults = new VaultSet(
+    config.vaults.map((v) => ({ id: v.id, kek: new KekDirectory(createKekProvider(v.kek)) })),
+    config.vaults.filter((v) => v.closed).map((v) => v.id),
   );
+  const kek = vaults.first.kek;
+  for (const vault of vaults.list) {
+    const current = await vault.kek.bootstrap(new Date());
+    logger.info(
+      {
+        vaultId: vault.id,
+        kekKind: vault.kek.provider.kind,
+        kekVersion: current.version,
+        kekExpiresAt: current.expiresAt,
+      },
+      'KEK ready',
+    );
+  }
 
   const { connectionOptions, namespace, taskQueue, address } = config.temporal;
   const clientConnection = await Connection.connect(connectionOptions);
@@ -46,6 +59,7 @@ async function main(): Promise<void> {
     deps: {
       pool,
       kek,
+      vaults,
       config,
       logger,
       auditAnchor: createAuditAnchorSigner(config.kek, config.auditAnchor.keyName),

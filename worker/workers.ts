@@ -4,15 +4,20 @@ import { createActivities, type Activities } from '../activities';
 import type { ActivityDeps } from '../activities/deps';
 import { TenantKeyCache } from '../activities/kek/tenant-key-cache';
 import { HSM_ACTIVITY_NAMES, hsmTaskQueue } from '../common/hsm';
+import { PRIMARY_VAULT_ID } from '../common/vaults';
 import type { Config } from './config';
 import { workflowCode } from './workflows-path';
 
 export interface CreateWorkersOptions {
   connection: NativeConnection;
   namespace: string;
-  /** The service's task queue; the HSM queue is derived from it (`hsmTaskQueue`). */
+  /** The service's task queue; the HSM queues are derived from it (`hsmTaskQueue`). */
   taskQueue: string;
-  deps: Omit<ActivityDeps, 'tenantKeyCache'>;
+  /**
+   * `deps.kek` is the first vault's KEK; `deps.vaults`, when set, lists every vault (the first being
+   * `deps.kek`), and each further vault gets an HSM worker of its own.
+   */
+  deps: Omit<ActivityDeps, 'tenantKeyCache' | 'vaultId'>;
   config: Pick<Config, 'hsmQueueActivitiesPerSecond' | 'tenantKeyCache'> & { shutdownGraceSeconds?: number };
   /** Replace some activities (tests). */
   activities?: Partial<Activities>;
@@ -22,12 +27,14 @@ export interface CreateWorkersOptions {
   hsmOptions?: Partial<WorkerOptions>;
 }
 
-/** The worker process's two Temporal workers, run and stopped together. */
+/** The worker process's Temporal workers (main, and one HSM worker per vault), run and stopped together. */
 export interface ServiceWorkers {
   /** Workflows and the activities that do not call the vault. */
   main: Worker;
-  /** Key Vault-bound activities, at the fleet-wide rate of the HSM task queue. */
+  /** Key Vault-bound activities of the first vault, at the fleet-wide rate of its HSM task queue. */
   hsm: Worker;
+  /** Every vault's HSM worker by vault id (the first vault's is `hsm`). */
+  hsmByVault: Map<string, Worker>;
   cache: TenantKeyCache;
   /** Runs both until shutdown; the tenant-key cache is zeroed when they have stopped. */
   run(): Promise<void>;
@@ -60,6 +67,8 @@ export async function createWorkers(opts: CreateWorkersOptions): Promise<Service
   });
   const activities = { ...createActivities({ ...opts.deps, tenantKeyCache: cache }), ...opts.activities };
   const { hsm, main } = splitActivities(activities);
+  // Each further vault: the same activities with that vault's KEK, on that vault's HSM queue.
+  const otherVaults = (opts.deps.vaults?.list ?? []).slice(1);
   const common = {
     connection: opts.connection,
     namespace: opts.namespace,
@@ -79,9 +88,26 @@ export async function createWorkers(opts: CreateWorkersOptions): Promise<Service
     maxTaskQueueActivitiesPerSecond: opts.config.hsmQueueActivitiesPerSecond,
     ...opts.hsmOptions,
   });
+  const hsmByVault = new Map<string, Worker>([[opts.deps.vaults?.first.id ?? PRIMARY_VAULT_ID, hsmWorker]]);
+  for (const vault of otherVaults) {
+    const own = createActivities({ ...opts.deps, kek: vault.kek, vaultId: vault.id, tenantKeyCache: cache });
+    hsmByVault.set(
+      vault.id,
+      await Worker.create({
+        ...common,
+        taskQueue: hsmTaskQueue(opts.taskQueue, vault.id),
+        activities: splitActivities({ ...own, ...opts.activities }).hsm,
+        // Key Vault's limits are per vault: each vault's queue has the whole per-vault rate.
+        maxTaskQueueActivitiesPerSecond: opts.config.hsmQueueActivitiesPerSecond,
+        ...opts.hsmOptions,
+      }),
+    );
+  }
+  const all = [mainWorker, ...hsmByVault.values()];
   return {
     main: mainWorker,
     hsm: hsmWorker,
+    hsmByVault,
     cache,
     async run() {
       // Expired entries go on a timer too, not only when a lookup passes by; the counts go to the
@@ -95,12 +121,12 @@ export async function createWorkers(opts: CreateWorkersOptions): Promise<Service
         Math.min(limits.maxAgeSeconds * 1000, 30_000),
       );
       sweeper.unref();
-      const stopBoth = () => {
-        for (const w of [mainWorker, hsmWorker]) if (w.getState() === 'RUNNING') w.shutdown();
+      const stopAll = () => {
+        for (const w of all) if (w.getState() === 'RUNNING') w.shutdown();
       };
       try {
-        // When either stops (shutdown or a fatal error), stop the other as well.
-        await Promise.all([mainWorker.run().finally(stopBoth), hsmWorker.run().finally(stopBoth)]);
+        // When one stops (shutdown or a fatal error), stop the others as well.
+        await Promise.all(all.map((w) => w.run().finally(stopAll)));
       } finally {
         clearInterval(sweeper);
         report();
@@ -110,11 +136,10 @@ export async function createWorkers(opts: CreateWorkersOptions): Promise<Service
       }
     },
     shutdown() {
-      for (const w of [mainWorker, hsmWorker]) if (w.getState() === 'RUNNING') w.shutdown();
+      for (const w of all) if (w.getState() === 'RUNNING') w.shutdown();
     },
     getState() {
-      const main = mainWorker.getState();
-      return main === 'RUNNING' ? hsmWorker.getState() : main;
+      return all.map((w) => w.getState()).find((state) => state !== 'RUNNING') ?? 'RUNNING';
     },
   };
 }

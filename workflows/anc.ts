@@ -12,13 +12,14 @@ import {
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { UpdateDefinition } from '@temporalio/common';
+import { ActivityFailure, ApplicationFailure, type UpdateDefinition } from '@temporalio/common';
+import { isVaultId, PRIMARY_VAULT_ID } from '../common/vaults';
 import type { Activities } from '../activities';
 import { permanentFailure } from '../common/errors';
 import { HSM_PRIORITY, hsmTaskQueue } from '../common/hsm';
 import { AncStateKey, HealthStatusKey } from '../common/search-attributes';
 import { ancDetails } from '../common/summaries';
-import type { AncView, HealthCheckResult } from '../common/types';
+import type { AncView, CredentialStored, HealthCheckResult } from '../common/types';
 import {
   validateActor,
   validateAncId,
@@ -26,6 +27,7 @@ import {
   validateEnvelopeShape,
   validateRequest,
   validateTenantId,
+  validateVaultId,
 } from '../common/validation';
 import {
   createAncUpdate,
@@ -51,7 +53,7 @@ export interface AncWorkflowArgs {
   /** Health check interval while the tenant is active. */
   healthCheckIntervalMinutes?: number;
   /** State carried across continue-as-new. */
-  carried?: { view: AncView };
+  carried?: { view: AncView; vaultId?: string };
 }
 
 // Credential work retries through outages (a database or Key Vault away for a while) but gives the
@@ -70,6 +72,8 @@ const { checkAncHealth } = proxyActivities<Activities>({
 export const HSM_QUEUE_PATCH = 'hsm-task-queue';
 /** The second HSM dispatch of a credential store is reserved alongside the store, not before it. */
 export const RESERVE_ALONGSIDE_PATCH = 'hsm-reserve-alongside';
+/** Tenants spread over several vaults: credential work on the envelope's, then the tenant's, vault's HSM queue. */
+export const VAULTS_PATCH = 'multi-vault';
 /** Periodic health checks at the ANC's hashed slot (with jitter and a catch-up window), not interval after interval. */
 export const HEALTH_SLOTS_PATCH = 'health-check-slots';
 
@@ -99,6 +103,19 @@ function hsmActivities(taskQueue: string) {
     };
   };
   return { user: byPriority('user'), afterChange: byPriority('afterChange'), periodic: byPriority('periodic') };
+}
+
+/**
+ * The details of a `TenantOnOtherVault` activity failure (activities/tenant-vault.ts), if that is
+ * what `err` is: the tenant's vault and, from provideCredential, the password sealed for it.
+ */
+function tenantVaultRedirect(err: unknown): { vaultId: string; passwordEnvelope?: string } | undefined {
+  if (!(err instanceof ActivityFailure) || !(err.cause instanceof ApplicationFailure)) return undefined;
+  if (err.cause.type !== 'TenantOnOtherVault') return undefined;
+  const details = err.cause.details?.[0] as { vaultId?: unknown; passwordEnvelope?: unknown } | undefined;
+  if (!isVaultId(details?.vaultId)) return undefined;
+  const envelope = typeof details.passwordEnvelope === 'string' ? details.passwordEnvelope : undefined;
+  return { vaultId: details.vaultId, ...(envelope === undefined ? {} : { passwordEnvelope: envelope }) };
 }
 
 function initialView(tenantId: string, ancId: string): AncView {
@@ -142,6 +159,19 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
   let createFailed = false;
   let createAccepted = false;
   const hsm = hsmActivities(hsmTaskQueue(workflowInfo().taskQueue));
+  // One HSM task queue per vault (the first vault's is `hsm` above).
+  const hsmByVault = new Map<string, ReturnType<typeof hsmActivities>>([[PRIMARY_VAULT_ID, hsm]]);
+  // The vault the tenant is on, as last learned (a credential result, or a check that found the
+  // tenant elsewhere); undefined: not learned yet (runs from before several vaults), the first.
+  let tenantVault: string | undefined = args.carried?.vaultId;
+  const learnVault = (vaultId: string | undefined) => {
+    if (vaultId !== undefined && vaultId !== tenantVault && patched(VAULTS_PATCH)) tenantVault = vaultId;
+  };
+  const hsmOn = (vaultId: string) => {
+    let proxies = hsmByVault.get(vaultId);
+    if (!proxies) hsmByVault.set(vaultId, (proxies = hsmActivities(hsmTaskQueue(workflowInfo().taskQueue, vaultId))));
+    return proxies;
+  };
   const intervalMs = (args.healthCheckIntervalMinutes ?? 360) * 60_000;
   let lastCheckMs: number | undefined;
 
@@ -152,21 +182,50 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
    * queue's rate), so it adds no round trip to the caller's wait; runs from before that patch
    * reserve first.
    */
-  const storeCredential = async (input: Parameters<typeof provideCredential>[0], summary: string) => {
+  const storeCredential = async (input: Parameters<typeof provideCredential>[0], summary: string, vaultId?: string) => {
     if (!patched(HSM_QUEUE_PATCH)) return provideCredential.executeWithOptions(step(summary), [input]);
+    // The envelope's vault (the first one unless the request names another).
+    const first = vaultId !== undefined && patched(VAULTS_PATCH) ? hsmOn(vaultId) : hsm;
     const reserve = () =>
-      hsm.user.reserveHsmCall.executeWithOptions(step('Reserve a second HSM call for the envelope'), []);
+      first.user.reserveHsmCall.executeWithOptions(step('Reserve a second HSM call for the envelope'), []);
     if (!patched(RESERVE_ALONGSIDE_PATCH)) {
       await reserve();
-      return hsm.user.provideCredential.executeWithOptions(step(summary), [input]);
+      return followTenantVault(first.user.provideCredential.executeWithOptions(step(summary), [input]), input, summary);
     }
     // The reservation's outcome never decides the operation's: a stored credential is reported.
     const reserved = reserve().catch(() => undefined);
-    const stored = hsm.user.provideCredential.executeWithOptions(step(summary), [input]);
+    const stored = followTenantVault(
+      first.user.provideCredential.executeWithOptions(step(summary), [input]),
+      input,
+      summary,
+    );
     try {
       return await stored;
     } finally {
       await reserved;
+    }
+  };
+  /**
+   * The envelope's vault is not the tenant's: provideCredential there re-sealed the password for the
+   * tenant's vault (ciphertext only) and named it; run it on that vault's HSM queue.
+   */
+  const followTenantVault = async (
+    attempt: Promise<CredentialStored>,
+    input: Parameters<typeof provideCredential>[0],
+    summary: string,
+  ): Promise<CredentialStored> => {
+    for (let hops = 0; ; hops++) {
+      try {
+        return await attempt;
+      } catch (err) {
+        const redirect = tenantVaultRedirect(err);
+        if (!redirect?.passwordEnvelope || hops >= 3 || !patched(VAULTS_PATCH)) throw err;
+        const there = hsmOn(redirect.vaultId).user;
+        await there.reserveHsmCall.executeWithOptions(step('Reserve a second HSM call for the envelope'), []);
+        attempt = there.provideCredential.executeWithOptions(step(`${summary} (tenant's vault ${redirect.vaultId})`), [
+          { ...input, passwordEnvelope: redirect.passwordEnvelope },
+        ]);
+      }
     }
   };
 
@@ -200,10 +259,26 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
         actor,
         workflowId,
       };
-      const check = kind === 'rotation' || !patched(HSM_QUEUE_PATCH) ? checkAncHealth : hsm[kind].health;
-      result = await check.executeWithOptions(step('Health check: DNS and LDAP bind with the stored credential'), [
-        input,
-      ]);
+      const checkOn = (vault: string | undefined) => {
+        if (kind === 'rotation' || !patched(HSM_QUEUE_PATCH))
+          return vault === undefined ? checkAncHealth : hsmOn(vault).user.health;
+        return hsmOn(vault ?? PRIMARY_VAULT_ID)[kind].health;
+      };
+      // On the tenant's vault's HSM queue; a check that finds the tenant moved names the new vault,
+      // and runs again there.
+      for (let hops = 0; ; hops++) {
+        try {
+          result = await checkOn(tenantVault).executeWithOptions(
+            step('Health check: DNS and LDAP bind with the stored credential'),
+            [input],
+          );
+          break;
+        } catch (err) {
+          const moved = tenantVaultRedirect(err);
+          if (!moved || hops >= 3) throw err;
+          learnVault(moved.vaultId);
+        }
+      }
     } catch {
       result = { status: 'failed', errorType: 'Unknown', message: 'the health check could not be run' };
     }
@@ -259,7 +334,9 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
               workflowId,
             },
             'Provide: seal and store the credential',
+            req.vaultId,
           );
+          learnVault(stored.vaultId);
           Object.assign(view, spec, {
             credentialVersion: stored.credentialVersion,
             tenantKeyVersion: stored.tenantKeyVersion,
@@ -285,6 +362,7 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
         validateAncId(ancId);
         validateAncSpec(req);
         validateEnvelopeShape(req.passwordEnvelope);
+        validateVaultId(req.vaultId);
         if (view.state !== 'creating') throw permanentFailure('AncAlreadyExists', `ANC ${ancId} already exists`);
       },
     },
@@ -310,7 +388,9 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
             workflowId,
           },
           'Update: seal and store the new credential',
+          req.vaultId,
         );
+        learnVault(stored.vaultId);
         view.credentialVersion = stored.credentialVersion;
         view.tenantKeyVersion = stored.tenantKeyVersion;
         view.updatedAt = stored.storedAt;
@@ -325,6 +405,7 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
         validateRequest(req);
         validateActor(req.actor);
         validateEnvelopeShape(req.passwordEnvelope);
+        validateVaultId(req.vaultId);
         requireActive();
       },
     },
@@ -437,7 +518,10 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
     if (finished()) break;
     if (suggested()) {
       await condition(drained);
-      await continueAsNew<typeof ancWorkflow>({ ...args, carried: { view } });
+      await continueAsNew<typeof ancWorkflow>({
+        ...args,
+        carried: { view, ...(tenantVault === undefined ? {} : { vaultId: tenantVault }) },
+      });
     }
   }
   await condition(() => queue.idle && allHandlersFinished());

@@ -5,7 +5,8 @@ import { CredentialOpenError, openCredential } from '../crypto/seal';
 import { zero } from '../crypto/tenant-key';
 import { appendAudit } from '../db/audit';
 import { inTransaction, type Pool } from '../db/pool';
-import type { ActivityDeps } from '../deps';
+import { ownVaultId, vaultsOf, type ActivityDeps } from '../deps';
+import { tenantOnOtherVault } from '../tenant-vault';
 import { unwrapTenantKey } from '../tenant-keys';
 import { resolveDomain } from './dns';
 import { probeDirectory, type LdapProbeSettings, type ProbeFinding } from './ldap';
@@ -43,6 +44,7 @@ interface AncCredentialRow {
   tenant_key_version: number | null;
   wrapped_key: Buffer | null;
   kek_version: string | null;
+  vault_id: string | null;
 }
 
 const PG_FOREIGN_KEY_VIOLATION = '23503';
@@ -104,8 +106,9 @@ export async function checkAncHealth(deps: ActivityDeps, input: CheckAncHealthIn
   const clock = performance.now();
   const { rows } = await deps.pool.query<AncCredentialRow>(
     `SELECT a.ad_domain_name, a.organizational_unit, a.ad_username, a.credential_version,
-            c.sealed, c.tenant_key_version, k.wrapped_key, k.kek_version
+            c.sealed, c.tenant_key_version, k.wrapped_key, k.kek_version, t.vault_id
        FROM ancs a
+       LEFT JOIN tenants t ON t.tenant_id = a.tenant_id
        LEFT JOIN anc_credentials c
               ON c.tenant_id = a.tenant_id AND c.anc_id = a.anc_id AND c.version = a.credential_version
        LEFT JOIN tenant_keys k
@@ -115,6 +118,9 @@ export async function checkAncHealth(deps: ActivityDeps, input: CheckAncHealthIn
   );
   const anc = rows[0];
   if (!anc) return { ...GONE };
+  // The tenant's keys are in one vault: a check sent to another (the tenant moved) names it.
+  const tenantVault = anc.vault_id ?? vaultsOf(deps).first.id;
+  if (tenantVault !== ownVaultId(deps)) throw tenantOnOtherVault(tenantVault);
 
   const finding = await runChecks(deps, input, anc);
   const durationMs = Math.max(0, Math.round(performance.now() - clock));
@@ -214,6 +220,7 @@ async function runChecks(deps: ActivityDeps, input: CheckAncHealthInput, anc: An
         kek_version: anc.kek_version,
       },
       deps.tenantKeyCache,
+      ownVaultId(deps),
     );
     password = openCredential({
       tenantKey,

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
  * of the same tenant do not each cost a Key Vault unwrap.
  *
  * Rules (each enforced here, each tested):
- * - An entry is addressed by tenant id, tenant key version, KEK version and a SHA-256 fingerprint of
+ * - An entry is addressed by vault id, tenant id, tenant key version, KEK version and a SHA-256 fingerprint of
  *   the wrapped key bytes. A lookup therefore only ever answers for the exact wrapped key the caller
  *   read from the database: after a replacement or a re-wrap (by this worker or any other) the row
  *   names new bytes, and the old entry can no longer be hit.
@@ -32,6 +32,8 @@ export interface TenantKeyCacheLimits {
 
 /** What identifies one wrapped tenant key. */
 export interface TenantKeyRef {
+  /** The vault whose KEK wrapped it (absent: "primary"): entries of different vaults never mix. */
+  vaultId?: string;
   tenantId: string;
   tenantKeyVersion: number;
   kekVersion: string;
@@ -226,5 +228,5 @@ export class TenantKeyCache {
 /** The fingerprint names the wrapped bytes without revealing anything about the key inside. */
 function entryId(ref: TenantKeyRef): string {
   const fingerprint = createHash('sha256').update(ref.wrappedKey).digest('base64url');
-  return `${ref.tenantId}\u0000${ref.tenantKeyVersion}\u0000${ref.kekVersion}\u0000${fingerprint}`;
+  return `${ref.vaultId ?? 'primary'}\u0000${ref.tenantId}\u0000${ref.tenantKeyVersion}\u0000${ref.kekVersion}\u0000${fingerprint}`;
 }

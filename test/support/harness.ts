@@ -9,6 +9,7 @@ import { createActivities, type Activities } from '../../activities';
 import type { ActivityDeps } from '../../activities/deps';
 import type { AzureKeyVaultKekProvider } from '../../activities/kek/azure-key-vault';
 import { KekDirectory } from '../../activities/kek/directory';
+import { VaultSet, type Vault } from '../../activities/kek/vaults';
 import { LocalDevKekProvider } from '../../activities/kek/local-dev';
 import type { KekProvider } from '../../activities/kek/provider';
 import { AncClient, type KekTrust } from '../../client/sdk';
@@ -112,14 +113,25 @@ export async function createHarness(opts: {
   kekTrust?: KekTrust;
   /** A database of the test's own (default: a fresh one on the stack's PostgreSQL). */
   db?: TestDatabase;
+  /** Further vaults besides `kek` (which is "primary"), each with an HSM worker of its own. */
+  vaults?: Array<{ id: string; kek: KekProvider }>;
+  /** Vaults closed to new tenants. */
+  closedVaults?: string[];
 }): Promise<Harness> {
   const db = opts.db ?? (await createTestDatabase());
   const logs = new LogSink();
   const kek = new KekDirectory(opts.kek ?? localKek(), 0);
   await kek.bootstrap(new Date());
+  const others: Vault[] = [];
+  for (const v of opts.vaults ?? []) {
+    const directory = new KekDirectory(v.kek, 0);
+    await directory.bootstrap(new Date());
+    others.push({ id: v.id, kek: directory });
+  }
   const deps: ActivityDeps = {
     pool: db.pool,
     kek,
+    ...(others.length > 0 ? { vaults: new VaultSet([{ id: 'primary', kek }, ...others], opts.closedVaults) } : {}),
     logger: createLogger('debug', logs),
     config: {
       auditMacKey: Buffer.alloc(32, 7),
@@ -169,11 +181,26 @@ export async function createHarness(opts: {
         activities: hsm,
         ...overrides.hsmOptions,
       });
+      // Each further vault: the same activities with its KEK, on its own HSM queue.
+      const vaultWorkers: Worker[] = [];
+      for (const vault of others) {
+        const own = createActivities({ ...deps, kek: vault.kek, vaultId: vault.id });
+        vaultWorkers.push(
+          await Worker.create({
+            connection: opts.env.nativeConnection,
+            namespace: opts.env.namespace ?? 'default',
+            taskQueue: hsmTaskQueue(taskQueue, vault.id),
+            activities: splitActivities({ ...own, ...overrides.activities }).hsm,
+            ...overrides.hsmOptions,
+          }),
+        );
+      }
+      const everyWorker = [worker, hsmWorker, ...vaultWorkers];
       const stopBoth = () => {
-        for (const w of [worker, hsmWorker]) if (w.getState() === 'RUNNING') w.shutdown();
+        for (const w of everyWorker) if (w.getState() === 'RUNNING') w.shutdown();
       };
-      // When one stops (a test shuts it down to simulate a crash), the other stops too.
-      const running = Promise.all([worker.run().finally(stopBoth), hsmWorker.run().finally(stopBoth)]);
+      // When one stops (a test shuts it down to simulate a crash), the others stop too.
+      const running = Promise.all(everyWorker.map((w) => w.run().finally(stopBoth)));
       const handle: RunningWorker = {
         worker,
         hsmWorker,
