@@ -2,7 +2,7 @@ import { anchorAuditHead } from './audit-anchor';
 import { deleteAncData, provideCredential, type DeleteAncInput, type ProvideCredentialInput } from './credentials';
 import type { ActivityDeps } from './deps';
 import { checkAncHealth, type CheckAncHealthInput } from './health/check';
-import { describeCurrentKek } from './keyring';
+import { describeCurrentKek, describeVaultKeks } from './keyring';
 import { resealFormat1Credentials, type ResealBatchInput } from './reseal';
 import { createRotationActivities } from './rotation';
 import { createTenantActivities } from './tenant';
@@ -14,6 +14,7 @@ export function createActivities(deps: ActivityDeps) {
     provideCredential: (input: ProvideCredentialInput) => provideCredential(deps, input),
     deleteAncData: (input: DeleteAncInput) => deleteAncData(deps, input),
     describeCurrentKek: () => describeCurrentKek(deps),
+    describeVaultKeks: () => describeVaultKeks(deps),
     anchorAuditHead: () => anchorAuditHead(deps),
     checkAncHealth: (input: CheckAncHealthInput) => checkAncHealth(deps, input),
     // Does nothing: dispatched on the HSM task queue just before an activity that may make two HSM

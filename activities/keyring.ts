@@ -1,12 +1,25 @@
-import type { PublicKek } from '../common/types';
+import type { PublicKek, VaultKeyring } from '../common/types';
 import { setGauge } from '../common/metrics';
-import type { ActivityDeps } from './deps';
+import { vaultsOf, type ActivityDeps } from './deps';
+import type { KekDirectory } from './kek/directory';
 import { processMeter } from './metrics';
 
 /** The KEK version clients seal passwords for. Public material only. */
 export async function describeCurrentKek(deps: ActivityDeps): Promise<PublicKek> {
-  deps.kek.invalidate();
-  const current = await deps.kek.current();
+  return describeKek(deps.kek);
+}
+
+/** Every vault's current KEK version and the vaults open to new tenants. Public material only. */
+export async function describeVaultKeks(deps: ActivityDeps): Promise<VaultKeyring> {
+  const vaults = vaultsOf(deps);
+  const described = [];
+  for (const vault of vaults.list) described.push({ vaultId: vault.id, kek: await describeKek(vault.kek) });
+  return { vaults: described, openVaultIds: vaults.openIds };
+}
+
+async function describeKek(kek: KekDirectory): Promise<PublicKek> {
+  kek.invalidate();
+  const current = await kek.current();
   const { n, e } = current.publicJwk;
   if (typeof n !== 'string' || typeof e !== 'string') throw new Error('KEK public key is not an RSA key');
   // Refreshed hourly by the keyring workflow and right after a rotation renews the KEK.

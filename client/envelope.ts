@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { CompactEncrypt, importJWK } from 'jose';
 import type { PublicKek } from '../common/types';
+import { PRIMARY_VAULT_ID } from '../common/vaults';
 
 /**
  * Seals a password in the caller's process for the service's current KEK, so only the worker's
@@ -15,6 +16,8 @@ export async function sealPasswordEnvelope(args: {
   ancId: string;
   op: 'create' | 'update';
   now?: Date;
+  /** The vault whose KEK `kek` is; named in the header unless it is the first ("primary"). */
+  vaultId?: string;
 }): Promise<string> {
   const key = await importJWK(args.kek.publicJwk, 'RSA-OAEP-256');
   return new CompactEncrypt(new TextEncoder().encode(args.password))
@@ -28,6 +31,7 @@ export async function sealPasswordEnvelope(args: {
       op: args.op,
       iat: Math.floor((args.now ?? new Date()).getTime() / 1000),
       jti: randomBytes(16).toString('base64url'),
+      ...(args.vaultId && args.vaultId !== PRIMARY_VAULT_ID ? { vid: args.vaultId } : {}),
     })
     .encrypt(key);
 }

@@ -11,7 +11,17 @@ import { loadTemporalSettings } from '../common/temporal-config';
 import { ancWorkflowId, DEFAULT_TASK_QUEUE, KEYRING_WORKFLOW_ID } from '../common/ids';
 import { AncIdKey, AncStateKey, HealthStatusKey, TenantIdKey } from '../common/search-attributes';
 import { ancSummary } from '../common/summaries';
-import type { AncSpec, AncView, CredentialStored, HealthCheckResult, HealthStatus, PublicKek } from '../common/types';
+import type {
+  AncSpec,
+  AncView,
+  CredentialStored,
+  HealthCheckResult,
+  HealthStatus,
+  PublicKek,
+  VaultKeyring,
+} from '../common/types';
+import { PRIMARY_VAULT_ID } from '../common/vaults';
+import { rendezvousVault } from './placement';
 import {
   PASSWORD_RULE_MESSAGES,
   passwordRuleBroken,
@@ -25,6 +35,7 @@ import {
   deleteAncUpdate,
   getAncQuery,
   getPublicKekQuery,
+  getVaultKeksQuery,
   runHealthChecksUpdate,
   updateAncPasswordUpdate,
 } from '../workflows/definitions';
@@ -94,6 +105,9 @@ export class AncClient {
   readonly taskQueue: string;
   private readonly healthCheckIntervalMinutes?: number;
   private kekCache: { kek: PublicKek; at: number } | undefined;
+  private ringCache: { ring: VaultKeyring; at: number } | undefined;
+  /** The vault each tenant was last seen on (from results), most recent last; bounded. */
+  private readonly tenantVaults = new Map<string, string>();
   private readonly kekTrust?: KekTrust;
 
   constructor(options: AncClientOptions) {
@@ -168,8 +182,64 @@ export class AncClient {
     }
   }
 
-  private async seal(password: string, tenantId: string, ancId: string, op: 'create' | 'update'): Promise<string> {
-    return sealPasswordEnvelope({ password, kek: await this.publicKek(), tenantId, ancId, op });
+  /**
+   * Every vault's current KEK (each verified with the client's trust rules) and the vaults open to
+   * new tenants. A service from before several vaults answers with its one KEK as "primary".
+   */
+  async vaultKeks(refresh = false): Promise<VaultKeyring> {
+    if (!refresh && this.ringCache && Date.now() - this.ringCache.at < 60_000) return this.ringCache.ring;
+    // Waits for the keyring to publish (and verifies the first vault's KEK, as before).
+    const first = await this.publicKek(refresh);
+    let ring: VaultKeyring | undefined;
+    try {
+      ring = await this.temporal.workflow.getHandle(KEYRING_WORKFLOW_ID).query(getVaultKeksQuery);
+    } catch {
+      // A keyring from before several vaults has no such query: its one KEK is the first vault's.
+      ring = undefined;
+    }
+    if (!ring || ring.vaults.length === 0) {
+      ring = { vaults: [{ vaultId: PRIMARY_VAULT_ID, kek: first }], openVaultIds: [PRIMARY_VAULT_ID] };
+    }
+    for (const { kek } of ring.vaults) this.verify(kek);
+    this.ringCache = { ring, at: Date.now() };
+    return ring;
+  }
+
+  /**
+   * The vault a tenant's password is sealed for: the one a result for this tenant named, else the
+   * placement rule's choice (rendezvous hashing over the open vaults, client/placement.ts). If the
+   * tenant is elsewhere after all, the service re-seals it for the right vault: nothing fails.
+   */
+  async vaultFor(tenantId: string): Promise<string> {
+    const ring = await this.vaultKeks();
+    const known = this.tenantVaults.get(tenantId);
+    if (known && ring.vaults.some((v) => v.vaultId === known)) return known;
+    const open = ring.openVaultIds.filter((id) => ring.vaults.some((v) => v.vaultId === id));
+    return open.length > 0 ? rendezvousVault(tenantId, open) : PRIMARY_VAULT_ID;
+  }
+
+  /** Remembers the vault a result named for a tenant (a small bounded cache). */
+  private learnVault(tenantId: string, vaultId: string | undefined): void {
+    if (vaultId === undefined) return;
+    this.tenantVaults.delete(tenantId);
+    this.tenantVaults.set(tenantId, vaultId);
+    if (this.tenantVaults.size > 10_000) {
+      const oldest = this.tenantVaults.keys().next().value;
+      if (oldest !== undefined) this.tenantVaults.delete(oldest);
+    }
+  }
+
+  private async seal(
+    password: string,
+    tenantId: string,
+    ancId: string,
+    op: 'create' | 'update',
+  ): Promise<{ passwordEnvelope: string; vaultId?: string }> {
+    const vaultId = await this.vaultFor(tenantId);
+    const ring = await this.vaultKeks();
+    const kek = ring.vaults.find((v) => v.vaultId === vaultId)?.kek ?? (await this.publicKek());
+    const passwordEnvelope = await sealPasswordEnvelope({ password, kek, tenantId, ancId, op, vaultId });
+    return vaultId === PRIMARY_VAULT_ID ? { passwordEnvelope } : { passwordEnvelope, vaultId };
   }
 
   /** Provide: create an ANC with its domain credential. Resolves once it is encrypted and stored. */
@@ -185,7 +255,7 @@ export class AncClient {
       };
       validateAncSpec(spec);
       checkPassword(input.password);
-      const passwordEnvelope = await this.seal(input.password, input.tenantId, input.ancId, 'create');
+      const sealed = await this.seal(input.password, input.tenantId, input.ancId, 'create');
       const startWorkflowOperation = new WithStartWorkflowOperation<typeof ancWorkflow>('ancWorkflow', {
         workflowId: ancWorkflowId(input.tenantId, input.ancId),
         taskQueue: this.taskQueue,
@@ -201,11 +271,13 @@ export class AncClient {
           { key: HealthStatusKey, value: 'pending' satisfies HealthStatus },
         ],
       });
-      return this.temporal.workflow.executeUpdateWithStart(createAncUpdate, {
-        args: [{ ...spec, actor: input.actor, passwordEnvelope }],
+      const view = await this.temporal.workflow.executeUpdateWithStart(createAncUpdate, {
+        args: [{ ...spec, actor: input.actor, ...sealed }],
         updateId: input.requestId ?? randomUUID(),
         startWorkflowOperation,
       });
+      this.learnVault(input.tenantId, view.vaultId);
+      return view;
     });
   }
 
@@ -220,11 +292,15 @@ export class AncClient {
       validateTenantId(tenantId);
       validateAncId(ancId);
       checkPassword(password);
-      const passwordEnvelope = await this.seal(password, tenantId, ancId, 'update');
-      return this.temporal.workflow.getHandle(ancWorkflowId(tenantId, ancId)).executeUpdate(updateAncPasswordUpdate, {
-        args: [{ actor: opts.actor, passwordEnvelope }],
-        updateId: opts.requestId ?? randomUUID(),
-      });
+      const sealed = await this.seal(password, tenantId, ancId, 'update');
+      const stored = await this.temporal.workflow
+        .getHandle(ancWorkflowId(tenantId, ancId))
+        .executeUpdate(updateAncPasswordUpdate, {
+          args: [{ actor: opts.actor, ...sealed }],
+          updateId: opts.requestId ?? randomUUID(),
+        });
+      this.learnVault(tenantId, stored.vaultId);
+      return stored;
     });
   }
 

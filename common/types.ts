@@ -58,6 +58,8 @@ export interface HealthCheckResult {
 export interface AncView extends AncSpec {
   tenantId: string;
   ancId: string;
+  /** The vault the tenant is on, once the workflow has learned it (absent: the first). */
+  vaultId?: string;
   state: AncState;
   credentialVersion: number;
   tenantKeyVersion: number;
@@ -87,6 +89,14 @@ export interface PublicKek {
    * it against their trust anchor and that `publicJwk` is the leaf's key before sealing.
    */
   x5c?: string[];
+}
+
+/** Every vault's current KEK, as the keyring publishes them (public material only). */
+export interface VaultKeyring {
+  /** Every vault the service serves, the first ("primary") first. */
+  vaults: Array<{ vaultId: string; kek: PublicKek }>;
+  /** The vaults new tenants are placed on (rendezvous hashing of the tenant id over these). */
+  openVaultIds: string[];
 }
 
 /**

@@ -1,8 +1,18 @@
+import { writeFileSync } from 'node:fs';
+import { WithStartWorkflowOperation, WorkflowIdConflictPolicy } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ActivityDeps } from '../activities/deps';
 import { rendezvousVault } from '../client/placement';
+import { sealPasswordEnvelope } from '../client/envelope';
 import { hsmTaskQueue } from '../common/hsm';
+import { ancWorkflowId, KEYRING_WORKFLOW_ID } from '../common/ids';
+import { WORKFLOWS_PATH } from '../worker/workflows-path';
+import type { ancWorkflow } from '../workflows/anc';
+import { createAncUpdate, getPublicKekQuery, updateAncPasswordUpdate } from '../workflows/definitions';
+import { historyAsJson } from './support/history';
+import { ROOT } from './support/stack';
 import { openStoredCredential } from './support/credentials';
 import { azureEmulatorKek, startEmulatorProcess, type EmulatorProcess } from './support/emulator-process';
 import { createHarness, startDevServer, type Harness } from './support/harness';
@@ -91,32 +101,86 @@ describe('tenants on two vaults (dev server, PostgreSQL, two Key Vault emulators
     expect(hsmTaskQueue('q', 'eu2')).toBe('q-hsm-eu2');
   });
 
+  it("the keyring publishes every vault's KEK and the open vaults; the old query the first vault's", async () => {
+    const ring = await h.sdk.vaultKeks(true);
+    expect(ring.openVaultIds).toEqual(VAULTS);
+    expect(ring.vaults.map((v) => v.vaultId)).toEqual(VAULTS);
+    for (const { vaultId, kek } of ring.vaults) {
+      const current = await (h.deps.vaults?.get(vaultId).kek ?? h.deps.kek).current();
+      expect(kek.version).toBe(current.version);
+      expect(kek.publicJwk.n).toBe(current.publicJwk.n);
+    }
+    expect(ring.vaults[0]?.kek.publicJwk.n).not.toBe(ring.vaults[1]?.kek.publicJwk.n);
+    const old = await env.client.workflow.getHandle(KEYRING_WORKFLOW_ID).query(getPublicKekQuery);
+    expect(old).toEqual(ring.vaults[0]?.kek);
+    const history = await env.client.workflow.getHandle(KEYRING_WORKFLOW_ID).fetchHistory();
+    await Worker.runReplayHistory({ workflowsPath: WORKFLOWS_PATH }, history, KEYRING_WORKFLOW_ID);
+    if (process.env.RECORD_HISTORIES)
+      writeFileSync(`${ROOT}test/histories/keyring-vaults.json`, historyAsJson(history));
+  });
+
   it.each(VAULTS)(
-    'creates and updates a tenant placed on %s, its Key Vault calls at its own emulator',
+    'creates, updates and checks a tenant placed on %s, its Key Vault calls at its own emulator only',
     async (vault) => {
       const tenantId = tenantOn(vault);
       const other = vault === 'primary' ? 'eu2' : 'primary';
+      expect(await h.sdk.vaultFor(tenantId)).toBe(vault);
       await Promise.all(Object.values(kv).map((e) => e.reset()));
-      // The SDK seals for the first vault here (the envelope's vault is the primary one).
       const created = await h.sdk.createAnc({ tenantId, ancId: 'anc-1', ...spec, password: 'First#Pass1', actor });
       expect(created.state).toBe('active');
+      expect(created.vaultId).toBe(vault);
       expect(await vaultOf(tenantId)).toBe(vault);
-      expect(await openStoredCredential({ db: h.db, deps: depsOf(vault) }, tenantId, 'anc-1', 1)).toBe('First#Pass1');
       const updated = await h.sdk.updateAncPassword(tenantId, 'anc-1', 'Second#Pass2', { actor });
       expect(updated.vaultId).toBe(vault);
-      expect(await openStoredCredential({ db: h.db, deps: depsOf(vault) }, tenantId, 'anc-1', 2)).toBe('Second#Pass2');
+      const checked = await h.sdk.runHealthChecks(tenantId, 'anc-1', { actor });
+      expect(checked.status).not.toBe('running');
+      expect(checked.errorType).not.toBe('CredentialUnavailable');
       const calls = await unwraps(kv);
-      if (vault === 'primary') {
-        // Create: open the envelope (the new key is wrapped locally). Update: open + tenant key.
-        expect(calls.primary).toBeGreaterThanOrEqual(3);
-        expect(calls.eu2).toBe(0);
-      } else {
-        // The envelopes were sealed for primary: each is opened there once and sealed again for eu2.
-        expect(calls.primary).toBe(2);
-        expect(calls.eu2).toBeGreaterThanOrEqual(3);
-      }
+      // Create: open the envelope (the new key is wrapped locally); update: open + tenant key; the
+      // checks (after each change, and the one asked for): the tenant key each, unless cached.
+      expect(calls[vault]).toBeGreaterThanOrEqual(4);
+      expect(calls[other]).toBe(0);
+      expect(await openStoredCredential({ db: h.db, deps: depsOf(vault) }, tenantId, 'anc-1', 1)).toBe('First#Pass1');
+      expect(await openStoredCredential({ db: h.db, deps: depsOf(vault) }, tenantId, 'anc-1', 2)).toBe('Second#Pass2');
       // The tenant key is wrapped by the tenant's vault's KEK, not the other's.
       await expect(openStoredCredential({ db: h.db, deps: depsOf(other) }, tenantId, 'anc-1', 1)).rejects.toThrow();
     },
   );
+
+  it('a client that seals for a vault the tenant is not on still succeeds: the service re-seals', async () => {
+    const tenantId = tenantOn('eu2');
+    const primaryKek = (await h.sdk.vaultKeks()).vaults[0]!.kek;
+    // What a client from before several vaults sends: sealed for the first vault, no vault named.
+    const envelope = (ancId: string, op: 'create' | 'update', password: string) =>
+      sealPasswordEnvelope({ password, kek: primaryKek, tenantId, ancId, op });
+    await Promise.all(Object.values(kv).map((e) => e.reset()));
+    const created = await env.client.workflow.executeUpdateWithStart(createAncUpdate, {
+      args: [{ ...spec, actor, passwordEnvelope: await envelope('anc-w', 'create', 'Wrong#Vault1') }],
+      startWorkflowOperation: new WithStartWorkflowOperation<typeof ancWorkflow>('ancWorkflow', {
+        workflowId: ancWorkflowId(tenantId, 'anc-w'),
+        taskQueue: h.taskQueue,
+        args: [{ tenantId, ancId: 'anc-w' }],
+        workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+      }),
+    });
+    expect(created.vaultId).toBe('eu2');
+    const handle = env.client.workflow.getHandle(ancWorkflowId(tenantId, 'anc-w'));
+    const stored = await handle.executeUpdate(updateAncPasswordUpdate, {
+      args: [{ actor, passwordEnvelope: await envelope('anc-w', 'update', 'Wrong#Vault2') }],
+    });
+    expect(stored).toMatchObject({ credentialVersion: 2, vaultId: 'eu2' });
+    const calls = await unwraps(kv);
+    // Each envelope is opened once in the vault it was sealed for (the extra HSM call), then again,
+    // sealed for eu2, where the tenant is.
+    expect(calls.primary).toBe(2);
+    expect(calls.eu2).toBeGreaterThanOrEqual(3);
+    expect(await vaultOf(tenantId)).toBe('eu2');
+    expect(await openStoredCredential({ db: h.db, deps: depsOf('eu2') }, tenantId, 'anc-w', 2)).toBe('Wrong#Vault2');
+    // The history holds ciphertext only, and it replays.
+    const history = await handle.fetchHistory();
+    expect(JSON.stringify(history)).not.toContain('Wrong#Vault');
+    await Worker.runReplayHistory({ workflowsPath: WORKFLOWS_PATH }, history, ancWorkflowId(tenantId, 'anc-w'));
+    if (process.env.RECORD_HISTORIES)
+      writeFileSync(`${ROOT}test/histories/anc-vaults-reseal.json`, historyAsJson(history));
+  });
 });

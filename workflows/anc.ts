@@ -165,7 +165,7 @@ export async function ancWorkflow(args: AncWorkflowArgs): Promise<{ finalState: 
   // tenant elsewhere); undefined: not learned yet (runs from before several vaults), the first.
   let tenantVault: string | undefined = args.carried?.vaultId;
   const learnVault = (vaultId: string | undefined) => {
-    if (vaultId !== undefined && vaultId !== tenantVault && patched(VAULTS_PATCH)) tenantVault = vaultId;
+    if (vaultId !== undefined && vaultId !== tenantVault && patched(VAULTS_PATCH)) view.vaultId = tenantVault = vaultId;
   };
   const hsmOn = (vaultId: string) => {
     let proxies = hsmByVault.get(vaultId);

@@ -8,6 +8,7 @@ import type {
   HealthCheckResult,
   PublicKek,
   UpdatePasswordRequest,
+  VaultKeyring,
 } from '../common/types';
 
 // ANC entity workflow
@@ -24,6 +25,8 @@ export const tenantStateSignal = defineSignal<[{ state: 'active' | 'deactivated'
 // Keyring singleton
 export const getPublicKekQuery = defineQuery<PublicKek | undefined>('getPublicKek');
 export const refreshKekSignal = defineSignal('refreshKek');
+/** Every vault's current KEK and the vaults open to new tenants (getPublicKek: the first vault's). */
+export const getVaultKeksQuery = defineQuery<VaultKeyring | undefined>('getVaultKeks');
 
 // Audit anchor singleton
 /** The newest anchors of the audit chain's head, oldest first. */

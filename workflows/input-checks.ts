@@ -46,6 +46,7 @@ export function checkAncWorkflowArgs(args: unknown, workflowId: string): void {
   }
   optionalNumber(args.healthCheckIntervalMinutes, 'healthCheckIntervalMinutes', 1, 366 * 24 * 60);
   optionalObject(args.carried, 'carried');
+  optionalObject(args.carriedVaults, 'carriedVaults');
 }
 
 export function checkTenantWorkflowArgs(args: unknown, workflowId: string): void {
@@ -57,6 +58,7 @@ export function checkTenantWorkflowArgs(args: unknown, workflowId: string): void
   optionalNumber(args.retentionDays, 'retentionDays', 0, 3650);
   optionalNumber(args.purgeBatchSize, 'purgeBatchSize', 1, 10_000);
   optionalObject(args.carried, 'carried');
+  optionalObject(args.carriedVaults, 'carriedVaults');
 }
 
 export function checkRotationWorkflowArgs(args: unknown): void {
@@ -68,12 +70,14 @@ export function checkRotationWorkflowArgs(args: unknown): void {
   optionalNumber(args.kekGraceSeconds, 'kekGraceSeconds', 0, 365 * 86_400);
   if (args.actor !== undefined) validateActor(args.actor);
   optionalObject(args.carried, 'carried');
+  optionalObject(args.carriedVaults, 'carriedVaults');
 }
 
 export function checkKeyringWorkflowArgs(args: unknown): void {
   if (args === undefined) return;
   validateRequest(args);
   optionalObject(args.carried, 'carried');
+  optionalObject(args.carriedVaults, 'carriedVaults');
 }
 
 /** A tenantStateChanged signal's payload, as the tenant workflow sends it. */
