@@ -41,3 +41,17 @@ export function vaultsOf(deps: Pick<ActivityDeps, 'kek' | 'vaults'>): VaultSet {
 export function ownVaultId(deps: Pick<ActivityDeps, 'vaultId'>): string {
   return deps.vaultId ?? PRIMARY_VAULT_ID;
 }
+
+/** The same dependencies, serving vault `vaultId` (its KEK); unchanged when it is absent. */
+export function forVault<D extends ActivityDeps>(deps: D, vaultId: string | undefined): D {
+  if (vaultId === undefined || vaultId === ownVaultId(deps)) return deps;
+  return { ...deps, kek: vaultsOf(deps).get(vaultId).kek, vaultId };
+}
+
+/**
+ * SQL: the tenant (column `tenantColumn`) is on vault `$param` (a tenant with no recorded vault is
+ * on the first, "primary").
+ */
+export function onVaultSql(tenantColumn: string, param: string): string {
+  return `EXISTS (SELECT 1 FROM tenants tv WHERE tv.tenant_id = ${tenantColumn} AND COALESCE(tv.vault_id, '${PRIMARY_VAULT_ID}') = ${param})`;
+}

@@ -18,6 +18,11 @@ export interface RotationFailure {
 }
 
 /** Who a rotation activity records in the audit log. */
+/** Which vault a rotation step works on (absent: the first, "primary"). */
+export interface OnVault {
+  vaultId?: string;
+}
+
 export interface RotationActor {
   /** The rotation's workflow id. */
   rotationId: string;
@@ -26,7 +31,7 @@ export interface RotationActor {
 
 // ------------------------------------------------------------------------------- KEK renewal
 
-export interface RenewKekInput extends RotationActor {
+export interface RenewKekInput extends RotationActor, OnVault {
   /** Workflow time (ms since epoch). */
   nowMs: number;
 }
@@ -42,7 +47,7 @@ export interface RenewKekResult {
 
 // ------------------------------------------------------------------------------- re-wrap
 
-export interface RewrapBatchInput extends RotationActor {
+export interface RewrapBatchInput extends RotationActor, OnVault {
   /** The KEK version to wrap with (the current one). */
   targetKekVersion: string;
   /** Resume after this tenant key; null from the start. */
@@ -58,14 +63,14 @@ export interface RewrapBatchInput extends RotationActor {
 }
 
 /** A page of tenant keys (ids only) not wrapped by the target KEK version. */
-export interface ListStaleKeysInput {
+export interface ListStaleKeysInput extends OnVault {
   targetKekVersion: string;
   after: RewrapCursor | null;
   limit: number;
 }
 
 /** A page of tenants with an expired active key or retiring versions left over. */
-export interface ListReplaceableInput {
+export interface ListReplaceableInput extends OnVault {
   after: string | null;
   limit: number;
   nowMs: number;
@@ -85,7 +90,7 @@ export interface RewrapBatchResult {
 
 // ------------------------------------------------------------------------------- tenant key replacement
 
-export interface ReplaceBatchInput extends RotationActor {
+export interface ReplaceBatchInput extends RotationActor, OnVault {
   /** Resume after this tenant id; null from the start. */
   after: string | null;
   limit: number;
@@ -108,7 +113,7 @@ export interface ReplaceBatchResult {
 
 // ------------------------------------------------------------------------------- retiring KEK versions
 
-export interface RetireKekInput extends RotationActor {
+export interface RetireKekInput extends RotationActor, OnVault {
   currentKekVersion: string;
   nowMs: number;
 }

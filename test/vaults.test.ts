@@ -10,6 +10,7 @@ import { hsmTaskQueue } from '../common/hsm';
 import { ancWorkflowId, KEYRING_WORKFLOW_ID } from '../common/ids';
 import { WORKFLOWS_PATH } from '../worker/workflows-path';
 import type { ancWorkflow } from '../workflows/anc';
+import type { rotationWorkflow } from '../workflows/rotation';
 import { createAncUpdate, getPublicKekQuery, updateAncPasswordUpdate } from '../workflows/definitions';
 import { historyAsJson } from './support/history';
 import { ROOT } from './support/stack';
@@ -182,5 +183,61 @@ describe('tenants on two vaults (dev server, PostgreSQL, two Key Vault emulators
     await Worker.runReplayHistory({ workflowsPath: WORKFLOWS_PATH }, history, ancWorkflowId(tenantId, 'anc-w'));
     if (process.env.RECORD_HISTORIES)
       writeFileSync(`${ROOT}test/histories/anc-vaults-reseal.json`, historyAsJson(history));
+  });
+
+  it("rotates per vault: a new eu2 KEK version re-wraps the eu2 tenants' keys on eu2 only", async () => {
+    const eu2 = h.deps.vaults!.get('eu2').kek;
+    const keysOn = async (vaultId: string) =>
+      (
+        await h.db.pool.query<{ tenant_id: string; version: number; kek_version: string }>(
+          `SELECT k.tenant_id, k.version, k.kek_version FROM tenant_keys k JOIN tenants t USING (tenant_id)
+            WHERE t.vault_id = $1 ORDER BY 1, 2`,
+          [vaultId],
+        )
+      ).rows;
+    const primaryBefore = await keysOn('primary');
+    const eu2Before = await keysOn('eu2');
+    expect(primaryBefore.length).toBeGreaterThan(0);
+    expect(eu2Before.length).toBeGreaterThan(0);
+    // A new eu2 KEK version (as a renewal makes): every eu2 tenant key is now stale.
+    const next = await eu2.provider.createVersion(new Date(Date.now() + 365 * 86_400_000));
+    eu2.invalidate();
+    await Promise.all(Object.values(kv).map((e) => e.reset()));
+    const rotationId = `rotation-vaults-${Date.now()}`;
+    const progress = await env.client.workflow.execute<typeof rotationWorkflow>('rotationWorkflow', {
+      taskQueue: h.taskQueue,
+      workflowId: rotationId,
+      args: [{ kekGraceSeconds: 0, actor: 'vault-test' }],
+    });
+    for (const id of [rotationId, `${rotationId}/vault-eu2`]) {
+      const history = await env.client.workflow.getHandle(id).fetchHistory();
+      await Worker.runReplayHistory({ workflowsPath: WORKFLOWS_PATH }, history, id);
+      if (process.env.RECORD_HISTORIES)
+        writeFileSync(
+          `${ROOT}test/histories/rotation-vaults${id === rotationId ? '' : '-child'}.json`,
+          JSON.stringify({ workflowId: id, ...(JSON.parse(historyAsJson(history)) as object) }, null, 2),
+        );
+    }
+    expect(progress.phase).toBe('done');
+    expect(progress.counts.rewrapped).toBe(0);
+    expect(progress.vaults?.eu2).toMatchObject({ phase: 'done', kekVersion: next.version });
+    expect(progress.vaults?.eu2?.counts.rewrapped).toBe(eu2Before.length);
+    // The primary vault's keys are untouched; eu2's all wrapped by its new version.
+    expect(await keysOn('primary')).toEqual(primaryBefore);
+    expect((await keysOn('eu2')).map((k) => k.kek_version)).toEqual(eu2Before.map(() => next.version));
+    const calls = await unwraps(kv);
+    expect(calls.primary).toBe(0);
+    expect(calls.eu2).toBe(eu2Before.length);
+    // Every credential of an eu2 tenant still opens, with eu2's KEK.
+    const creds = await h.db.pool.query<{ tenant_id: string; anc_id: string; version: number }>(
+      `SELECT c.tenant_id, c.anc_id, c.version FROM anc_credentials c JOIN tenants t USING (tenant_id)
+        WHERE t.vault_id = 'eu2'`,
+    );
+    expect(creds.rows.length).toBeGreaterThan(0);
+    for (const c of creds.rows) {
+      expect(await openStoredCredential({ db: h.db, deps: depsOf('eu2') }, c.tenant_id, c.anc_id, c.version)).toMatch(
+        /#/,
+      );
+    }
   });
 });

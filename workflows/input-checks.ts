@@ -7,7 +7,14 @@
  */
 import { permanentFailure } from '../common/errors';
 import { ancWorkflowId, tenantWorkflowId } from '../common/ids';
-import { validateActor, validateAncId, validateReason, validateRequest, validateTenantId } from '../common/validation';
+import {
+  validateActor,
+  validateAncId,
+  validateReason,
+  validateRequest,
+  validateTenantId,
+  validateVaultId,
+} from '../common/validation';
 
 /** patched() ids: start arguments are checked; junk signals are dropped. */
 export const START_CHECKS_PATCH = 'check-start-arguments';
@@ -46,7 +53,6 @@ export function checkAncWorkflowArgs(args: unknown, workflowId: string): void {
   }
   optionalNumber(args.healthCheckIntervalMinutes, 'healthCheckIntervalMinutes', 1, 366 * 24 * 60);
   optionalObject(args.carried, 'carried');
-  optionalObject(args.carriedVaults, 'carriedVaults');
 }
 
 export function checkTenantWorkflowArgs(args: unknown, workflowId: string): void {
@@ -58,7 +64,6 @@ export function checkTenantWorkflowArgs(args: unknown, workflowId: string): void
   optionalNumber(args.retentionDays, 'retentionDays', 0, 3650);
   optionalNumber(args.purgeBatchSize, 'purgeBatchSize', 1, 10_000);
   optionalObject(args.carried, 'carried');
-  optionalObject(args.carriedVaults, 'carriedVaults');
 }
 
 export function checkRotationWorkflowArgs(args: unknown): void {
@@ -70,7 +75,7 @@ export function checkRotationWorkflowArgs(args: unknown): void {
   optionalNumber(args.kekGraceSeconds, 'kekGraceSeconds', 0, 365 * 86_400);
   if (args.actor !== undefined) validateActor(args.actor);
   optionalObject(args.carried, 'carried');
-  optionalObject(args.carriedVaults, 'carriedVaults');
+  validateVaultId(args.vaultId);
 }
 
 export function checkKeyringWorkflowArgs(args: unknown): void {

@@ -72,6 +72,8 @@ export interface RotationProgress {
     stillReferenced: Array<{ kekVersion: string; tenantKeys: number }>;
   };
   counts: RotationCounts;
+  /** The first vault's run only: each further vault's rotation (a child run), by vault id. */
+  vaults?: Record<string, { phase: RotationPhase; kekVersion?: string; counts: RotationCounts }>;
   /** Where the current phase resumes: a tenant key (re-wrap) or a tenant id (replacement). */
   cursor: RewrapCursor | { tenantId: string } | null;
   /** Re-wrap passes over tenant_keys (a pass repeats when keys were wrapped with an old version meanwhile). */
@@ -99,6 +101,11 @@ export interface RotationWorkflowArgs {
   actor?: string;
   /** State carried across continue-as-new. */
   carried?: RotationProgress;
+  /**
+   * The vault this run rotates (its KEK, its tenants' keys, on its HSM queue). Absent: the first
+   * vault, and then, when it is done, one child run per further vault.
+   */
+  vaultId?: string;
 }
 
 export const rotationProgressQuery = defineQuery<RotationProgress>('getRotationProgress');

@@ -2,6 +2,7 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
+  executeChild,
   getExternalWorkflowHandle,
   log,
   patched,
@@ -52,9 +53,14 @@ const { listStaleTenantKeys, listTenantsToReplace } = proxyActivities<Activities
 /** Re-wraps and replacements go one key (one tenant) per activity to the HSM task queue. */
 export const ROTATION_HSM_PATCH = 'hsm-task-queue';
 
-function hsmRotationActivities() {
+/** After the first vault, the run rotates every further vault, each in a child run on its own HSM queue. */
+export const ROTATION_VAULTS_PATCH = 'rotation-vaults';
+
+const { listVaults } = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: RETRY_FOREVER });
+
+function hsmRotationActivities(vaultId?: string) {
   return proxyActivities<Activities>({
-    taskQueue: hsmTaskQueue(workflowInfo().taskQueue),
+    taskQueue: hsmTaskQueue(workflowInfo().taskQueue, vaultId),
     priority: { priorityKey: HSM_PRIORITY.rotation },
     // One HSM call each; waiting for the budget is schedule-to-start time, not counted here.
     startToCloseTimeout: '2 minutes',
@@ -141,6 +147,8 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
   const concurrency = Math.max(1, Math.min(args.concurrency ?? 16, 64));
   const graceMs = Math.max(0, args.kekGraceSeconds ?? 600) * 1000;
   const actor = args.actor ?? 'rotation';
+  // The vault this run rotates; every step's input names it (absent: the first vault).
+  const vault = args.vaultId === undefined ? {} : { vaultId: args.vaultId };
   const p: RotationProgress = args.carried ?? initialProgress(rotationId, Date.now());
   let batchesThisRun = 0;
 
@@ -164,7 +172,7 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
         break;
 
       case 'renewing-kek': {
-        const r = await renewKekIfDue({ nowMs: Date.now(), rotationId, actor });
+        const r = await renewKekIfDue({ nowMs: Date.now(), rotationId, actor, ...vault });
         p.kek.currentVersion = r.currentVersion;
         p.kek.currentExpiresAt = new Date(r.currentExpiresAtMs).toISOString();
         if (r.renewed) {
@@ -190,8 +198,8 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
         let r: ReplaceBatchResult;
         if (patched(ROTATION_HSM_PATCH)) {
           const nowMs = Date.now();
-          const tenants = await listTenantsToReplace({ after: cursor, limit: batchSize, nowMs });
-          const hsm = hsmRotationActivities();
+          const tenants = await listTenantsToReplace({ after: cursor, limit: batchSize, nowMs, ...vault });
+          const hsm = hsmRotationActivities(args.vaultId);
           const each = await inParallel(tenants, concurrency, (tenantId) =>
             hsm.replaceExpiredTenantKeys({
               after: null,
@@ -201,6 +209,7 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
               rotationId,
               actor,
               tenants: [tenantId],
+              ...vault,
             }),
           );
           r = {
@@ -253,8 +262,8 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
         let r: RewrapBatchResult;
         if (patched(ROTATION_HSM_PATCH)) {
           const nowMs = Date.now();
-          const keys = await listStaleTenantKeys({ targetKekVersion, after: cursor, limit: batchSize });
-          const hsm = hsmRotationActivities();
+          const keys = await listStaleTenantKeys({ targetKekVersion, after: cursor, limit: batchSize, ...vault });
+          const hsm = hsmRotationActivities(args.vaultId);
           const each = await inParallel(keys, concurrency, (key) =>
             hsm.rewrapTenantKeys({
               targetKekVersion,
@@ -265,6 +274,7 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
               rotationId,
               actor,
               keys: [key],
+              ...vault,
             }),
           );
           r = {
@@ -301,7 +311,8 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
           const graceOver = !p.kek.renewed || Date.now() >= Date.parse(p.kek.renewedAt ?? '') + graceMs;
           p.phase = graceOver ? 'retiring-kek' : 'kek-grace';
           // Runs after the re-wrap, so the tenant keys it unwraps are wrapped by the current KEK.
-          if (patched(RESEAL_FORMAT_1_PATCH)) p.phase = 'resealing-format-1';
+          // Format 1 predates several vaults: only the first vault's run has any to upgrade.
+          if (patched(RESEAL_FORMAT_1_PATCH) && args.vaultId === undefined) p.phase = 'resealing-format-1';
         }
         break;
       }
@@ -346,6 +357,7 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
           nowMs: Date.now(),
           rotationId,
           actor,
+          ...vault,
         });
         p.kek.unreferencedVersions = [...new Set([...p.kek.unreferencedVersions, ...r.unreferenced])];
         p.kek.disabledVersions = [...new Set([...p.kek.disabledVersions, ...r.disabled])];
@@ -360,12 +372,33 @@ export async function rotationWorkflow(args: RotationWorkflowArgs = {}): Promise
           p.cursor = null;
           break;
         }
+        if (args.vaultId === undefined && patched(ROTATION_VAULTS_PATCH)) {
+          // Every further vault: the same steps with its KEK and tenants, on its own HSM queue, at
+          // once (each vault has its own budget).
+          const others = (await listVaults()).slice(1);
+          const { carried: _carried, ...childArgs } = args;
+          const runs = await Promise.all(
+            others.map((vaultId) =>
+              executeChild(rotationWorkflow, {
+                workflowId: `${rotationId}/vault-${vaultId}`,
+                args: [{ ...childArgs, vaultId }],
+                staticSummary: `Key rotation of vault ${vaultId}`,
+              }),
+            ),
+          );
+          p.vaults = Object.fromEntries(
+            runs.map((r, i) => [
+              others[i] as string,
+              { phase: r.phase, kekVersion: r.kek.currentVersion, counts: r.counts },
+            ]),
+          );
+        }
         p.phase = 'done';
         p.finishedAt = new Date(Date.now()).toISOString();
         addCounter(metricMeter, 'rotationRuns', 1, { outcome: 'completed' });
         // Every run anchors the audit chain's head outside PostgreSQL. Best effort: the anchor
         // workflow also anchors on its own interval, and it may not run (tests).
-        if (patched('audit-anchor-after-rotation')) {
+        if (args.vaultId === undefined && patched('audit-anchor-after-rotation')) {
           try {
             await getExternalWorkflowHandle(AUDIT_ANCHOR_WORKFLOW_ID).signal(anchorAuditSignal);
           } catch (err) {

@@ -24,7 +24,7 @@ import type {
   RetireKekInput,
   RewrapBatchInput,
 } from '../../common/rotation';
-import type { ActivityDeps } from '../deps';
+import { forVault, vaultsOf, type ActivityDeps } from '../deps';
 import { renewKekIfDue } from './renew';
 import { listTenantsToReplace, replaceExpiredTenantKeys } from './replace';
 import { retireKekVersions } from './retire';
@@ -40,12 +40,16 @@ export { addUtcMonths, KEK_RENEW_BEFORE_EXPIRY_MONTHS, KEK_VALIDITY_MONTHS, kekR
 /** The rotation's activities, bound to their dependencies (spread into createActivities). */
 export function createRotationActivities(deps: ActivityDeps) {
   return {
-    renewKekIfDue: (input: RenewKekInput) => renewKekIfDue(deps, input),
-    rewrapTenantKeys: (input: RewrapBatchInput) => rewrapTenantKeys(deps, input),
-    replaceExpiredTenantKeys: (input: ReplaceBatchInput) => replaceExpiredTenantKeys(deps, input),
-    retireKekVersions: (input: RetireKekInput) => retireKekVersions(deps, input),
-    listStaleTenantKeys: (input: ListStaleKeysInput) => listStaleTenantKeys(deps, input),
-    listTenantsToReplace: (input: ListReplaceableInput) => listTenantsToReplace(deps, input),
+    // Each step works on the vault its input names (its KEK, its tenants); absent: these deps' own.
+    renewKekIfDue: (input: RenewKekInput) => renewKekIfDue(forVault(deps, input.vaultId), input),
+    rewrapTenantKeys: (input: RewrapBatchInput) => rewrapTenantKeys(forVault(deps, input.vaultId), input),
+    replaceExpiredTenantKeys: (input: ReplaceBatchInput) =>
+      replaceExpiredTenantKeys(forVault(deps, input.vaultId), input),
+    retireKekVersions: (input: RetireKekInput) => retireKekVersions(forVault(deps, input.vaultId), input),
+    listStaleTenantKeys: (input: ListStaleKeysInput) => listStaleTenantKeys(forVault(deps, input.vaultId), input),
+    listTenantsToReplace: (input: ListReplaceableInput) => listTenantsToReplace(forVault(deps, input.vaultId), input),
+    /** The vaults to rotate: every configured vault's id, the first first. */
+    listVaults: async (): Promise<string[]> => vaultsOf(deps).ids,
   };
 }
 

@@ -8,7 +8,8 @@ import { openCredential, sealCredential } from '../crypto/seal';
 import { zero } from '../crypto/tenant-key';
 import { appendAudit } from '../db/audit';
 import { inTransaction, type PoolClient } from '../db/pool';
-import type { ActivityDeps } from '../deps';
+import { onVaultSql, ownVaultId, type ActivityDeps } from '../deps';
+import { PRIMARY_VAULT_ID } from '../../common/vaults';
 import { generateTenantKeyVersion } from '../tenant-keys';
 import { activityContext, forEachLimited, permanentItemError } from './shared';
 
@@ -101,8 +102,13 @@ async function replaceForTenant(
     for (const row of before.unwrap) await unwrap(row);
 
     return await inTransaction(deps.pool, async (client) => {
-      const locked = await client.query('SELECT state FROM tenants WHERE tenant_id = $1 FOR UPDATE', [tenantId]);
+      const locked = await client.query<{ vault_id: string | null }>(
+        'SELECT state, vault_id FROM tenants WHERE tenant_id = $1 FOR UPDATE',
+        [tenantId],
+      );
       if (locked.rowCount === 0) return undefined; // purged meanwhile
+      // Moved to another vault meanwhile: that vault's rotation replaces its keys.
+      if ((locked.rows[0]?.vault_id ?? PRIMARY_VAULT_ID) !== ownVaultId(deps)) return undefined;
       const keys = await loadKeys(client, tenantId);
       const plan = planFor(keys, now);
       if (!plan) return undefined; // done by an earlier attempt or another writer
@@ -249,8 +255,9 @@ export async function listTenantsToReplace(deps: ActivityDeps, input: ListReplac
   const { rows } = await deps.pool.query<{ tenant_id: string }>(
     `SELECT DISTINCT tenant_id FROM tenant_keys
       WHERE (state = 'retiring' OR expires_at <= $1) AND ($2::text IS NULL OR tenant_id > $2)
+        AND ${onVaultSql('tenant_keys.tenant_id', '$4')}
       ORDER BY tenant_id LIMIT $3`,
-    [new Date(input.nowMs), input.after, input.limit],
+    [new Date(input.nowMs), input.after, input.limit, ownVaultId(deps)],
   );
   return rows.map((r) => r.tenant_id);
 }

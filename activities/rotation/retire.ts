@@ -2,7 +2,7 @@
 import type { RetireKekInput, RetireKekResult } from '../../common/rotation';
 import { appendAudit } from '../db/audit';
 import { inTransaction } from '../db/pool';
-import type { ActivityDeps } from '../deps';
+import { onVaultSql, ownVaultId, type ActivityDeps } from '../deps';
 
 /**
  * Reports the KEK versions no tenant key refers to any more (audited once each as 'kek.rotated')
@@ -12,7 +12,9 @@ export async function retireKekVersions(deps: ActivityDeps, input: RetireKekInpu
   const provider = deps.kek.provider;
   const versions = await provider.listVersions();
   const { rows } = await deps.pool.query<{ kek_version: string; n: number }>(
-    'SELECT kek_version, count(*)::int AS n FROM tenant_keys GROUP BY kek_version',
+    `SELECT kek_version, count(*)::int AS n FROM tenant_keys WHERE ${onVaultSql('tenant_keys.tenant_id', '$1')}
+      GROUP BY kek_version`,
+    [ownVaultId(deps)],
   );
   const refs = new Map(rows.map((r) => [r.kek_version, r.n]));
   const result: RetireKekResult = {

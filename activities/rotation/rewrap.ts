@@ -7,7 +7,7 @@ import type { ListStaleKeysInput, RewrapBatchInput, RewrapBatchResult, RewrapCur
 import { zero } from '../crypto/tenant-key';
 import { appendAudit } from '../db/audit';
 import { inTransaction } from '../db/pool';
-import type { ActivityDeps } from '../deps';
+import { onVaultSql, ownVaultId, type ActivityDeps } from '../deps';
 import { activityContext, forEachLimited, permanentItemError } from './shared';
 
 interface StaleKeyRow {
@@ -39,15 +39,16 @@ export async function rewrapTenantKeys(deps: ActivityDeps, input: RewrapBatchInp
            FROM tenant_keys k
            JOIN unnest($2::text[], $3::int[]) AS w(tenant_id, version)
              ON w.tenant_id = k.tenant_id AND w.version = k.version
-          WHERE k.kek_version <> $1
+          WHERE k.kek_version <> $1 AND ${onVaultSql('k.tenant_id', '$4')}
           ORDER BY k.tenant_id, k.version`,
-        [target.version, input.keys.map((k) => k.tenantId), input.keys.map((k) => k.version)],
+        [target.version, input.keys.map((k) => k.tenantId), input.keys.map((k) => k.version), ownVaultId(deps)],
       )
     : await deps.pool.query<StaleKeyRow>(
         `SELECT tenant_id, version, kek_version, wrapped_key FROM tenant_keys
           WHERE kek_version <> $1 AND ($2::text IS NULL OR (tenant_id, version) > ($2::text, $3::int))
+            AND ${onVaultSql('tenant_keys.tenant_id', '$5')}
           ORDER BY tenant_id, version LIMIT $4`,
-        [target.version, input.after?.tenantId ?? null, input.after?.version ?? 0, input.limit],
+        [target.version, input.after?.tenantId ?? null, input.after?.version ?? 0, input.limit, ownVaultId(deps)],
       );
   const result: RewrapBatchResult = {
     rewrapped: 0,
@@ -120,8 +121,9 @@ export async function listStaleTenantKeys(deps: ActivityDeps, input: ListStaleKe
   const { rows } = await deps.pool.query<{ tenant_id: string; version: number }>(
     `SELECT tenant_id, version FROM tenant_keys
       WHERE kek_version <> $1 AND ($2::text IS NULL OR (tenant_id, version) > ($2::text, $3::int))
+        AND ${onVaultSql('tenant_keys.tenant_id', '$5')}
       ORDER BY tenant_id, version LIMIT $4`,
-    [input.targetKekVersion, input.after?.tenantId ?? null, input.after?.version ?? 0, input.limit],
+    [input.targetKekVersion, input.after?.tenantId ?? null, input.after?.version ?? 0, input.limit, ownVaultId(deps)],
   );
   return rows.map((r) => ({ tenantId: r.tenant_id, version: r.version }));
 }
