@@ -7,6 +7,7 @@ import { resealFormat1Credentials, type ResealBatchInput } from './reseal';
 import { createRotationActivities } from './rotation';
 import { createTenantActivities } from './tenant';
 import { restartIdleTenantWorkflows, type TenantSweepPageInput } from './tenant-sweep';
+import { findTenantVault, moveTenantKeys, type MoveTenantInput } from './tenant-move';
 
 /** Builds the activities from their dependencies; the worker passes real ones, tests may pass their own. */
 export function createActivities(deps: ActivityDeps) {
@@ -24,6 +25,8 @@ export function createActivities(deps: ActivityDeps) {
     resealFormat1Credentials: (input: ResealBatchInput) => resealFormat1Credentials(deps, input),
     ...createTenantActivities(deps),
     restartIdleTenantWorkflows: (input: TenantSweepPageInput) => restartIdleTenantWorkflows(deps, input),
+    findTenantVault: (input: { tenantId: string }) => findTenantVault(deps, input),
+    moveTenantKeys: (input: MoveTenantInput) => moveTenantKeys(deps, input),
   };
 }
 

@@ -73,6 +73,19 @@ export const tenantCommands: CommandGroup = (program: Command, ctx) => {
       ctx.print(await sdk.getTenant(o.tenant), formatTenant);
     },
   );
+  withTenant(tenant.command('move').description("move the tenant to another vault (re-wraps the tenant's keys)"))
+    .requiredOption('--vault <vaultId>', 'the vault to move to', nonEmpty)
+    .action(async (o: { tenant: string; vault: string }) => {
+      const sdk = await ctx.sdk();
+      ctx.print(await sdk.moveTenant(o.tenant, o.vault, { actor: ctx.globals().actor }), (r) =>
+        keyValues([
+          ['tenant', o.tenant],
+          ['from vault', r.fromVault],
+          ['to vault', r.toVault],
+          ['tenant keys re-wrapped', r.tenantKeys],
+        ]),
+      );
+    });
   tenant
     .command('list')
     .description('tenants known to the service (from Temporal visibility)')

@@ -30,6 +30,7 @@ import {
   validateTenantId,
 } from '../common/validation';
 import type { ancWorkflow } from '../workflows/anc';
+import type { moveTenantWorkflow } from '../workflows/tenant-move';
 import {
   createAncUpdate,
   deleteAncUpdate,
@@ -414,6 +415,28 @@ export class AncClient {
   /** The tenant's lifecycle state, deactivation and purge dates. TenantNotFound if never deactivated. */
   async getTenant(tenantId: string): Promise<tenant.TenantView> {
     return mapped(() => tenant.getTenant(this.temporal, tenantId));
+  }
+
+  /**
+   * Moves a tenant to another vault (a re-wrap of its tenant keys; see docs/CAPACITY.md). Moving to
+   * the vault it is on is not an error (tenantKeys 0). VaultUnknown, TenantNotFound, TenantPurged.
+   */
+  async moveTenant(
+    tenantId: string,
+    toVault: string,
+    opts: { actor: string; requestId?: string },
+  ): Promise<{ fromVault: string; toVault: string; tenantKeys: number }> {
+    return mapped(async () => {
+      validateTenantId(tenantId);
+      const result = await this.temporal.workflow.execute<typeof moveTenantWorkflow>('moveTenantWorkflow', {
+        workflowId: `tenant-move/${tenantId}/${opts.requestId ?? randomUUID()}`,
+        taskQueue: this.taskQueue,
+        args: [{ tenantId, toVault, actor: opts.actor }],
+        staticSummary: `Move tenant ${tenantId} to vault ${toVault}`,
+      });
+      this.learnVault(tenantId, result.toVault);
+      return result;
+    });
   }
 
   /** Tenants with a lifecycle record, optionally in one state, from Temporal's visibility store. */

@@ -38,4 +38,5 @@ export const HSM_ACTIVITY_NAMES = [
   'checkAncHealth',
   'rewrapTenantKeys',
   'replaceExpiredTenantKeys',
+  'moveTenantKeys',
 ] as const;

@@ -240,4 +240,46 @@ describe('tenants on two vaults (dev server, PostgreSQL, two Key Vault emulators
       );
     }
   });
+
+  it('moves a tenant: keys re-wrapped for the new vault, checks and updates there, the old vault sees no more calls', async () => {
+    const tenantId = tenantOn('primary');
+    await h.sdk.createAnc({ tenantId, ancId: 'anc-m', ...spec, password: 'Before#Move1', actor });
+    await h.sdk.runHealthChecks(tenantId, 'anc-m', { actor });
+    await Promise.all(Object.values(kv).map((e) => e.reset()));
+    const moved = await h.sdk.moveTenant(tenantId, 'eu2', { actor });
+    expect(moved).toEqual({ fromVault: 'primary', toVault: 'eu2', tenantKeys: 1 });
+    expect(await vaultOf(tenantId)).toBe('eu2');
+    // One unwrap in the old vault per tenant key; the wrap for eu2 is local.
+    expect(await unwraps(kv)).toEqual({ primary: 1, eu2: 0 });
+    expect(await openStoredCredential({ db: h.db, deps: depsOf('eu2') }, tenantId, 'anc-m', 1)).toBe('Before#Move1');
+    const audit = await h.db.pool.query(
+      `SELECT details FROM audit_log WHERE event = 'tenant.moved' AND tenant_id = $1`,
+      [tenantId],
+    );
+    expect(audit.rows[0]?.details).toMatchObject({ fromVault: 'primary', toVault: 'eu2', tenantKeys: 1 });
+    // Moving again to where it is: nothing to do.
+    expect(await h.sdk.moveTenant(tenantId, 'eu2', { actor })).toMatchObject({ tenantKeys: 0 });
+    await expect(h.sdk.moveTenant(tenantId, 'nowhere', { actor })).rejects.toMatchObject({ type: 'VaultUnknown' });
+
+    await Promise.all(Object.values(kv).map((e) => e.reset()));
+    // The ANC workflow still thinks "primary": its check is answered there without an HSM call and
+    // runs again on eu2.
+    const checked = await h.sdk.runHealthChecks(tenantId, 'anc-m', { actor });
+    expect(checked.errorType).not.toBe('CredentialUnavailable');
+    const stored = await h.sdk.updateAncPassword(tenantId, 'anc-m', 'After#Move2', { actor });
+    expect(stored.vaultId).toBe('eu2');
+    const again = await h.sdk.runHealthChecks(tenantId, 'anc-m', { actor });
+    expect(again.errorType).not.toBe('CredentialUnavailable');
+    expect((await h.sdk.getAnc(tenantId, 'anc-m')).vaultId).toBe('eu2');
+    const calls = await unwraps(kv);
+    expect(calls.primary).toBe(0);
+    expect(calls.eu2).toBeGreaterThanOrEqual(3);
+    expect(await openStoredCredential({ db: h.db, deps: depsOf('eu2') }, tenantId, 'anc-m', 2)).toBe('After#Move2');
+    // The histories hold no password, and the ANC's replays.
+    const history = await env.client.workflow.getHandle(ancWorkflowId(tenantId, 'anc-m')).fetchHistory();
+    expect(JSON.stringify(history)).not.toMatch(/Before#Move|After#Move/);
+    await Worker.runReplayHistory({ workflowsPath: WORKFLOWS_PATH }, history, ancWorkflowId(tenantId, 'anc-m'));
+    if (process.env.RECORD_HISTORIES)
+      writeFileSync(`${ROOT}test/histories/anc-vaults-move.json`, historyAsJson(history));
+  });
 });

@@ -5,3 +5,4 @@ export { keyringWorkflow } from './keyring';
 export { rotationWorkflow } from './rotation';
 export { tenantWorkflow } from './tenant';
 export { tenantSweepWorkflow } from './tenant-sweep';
+export { moveTenantWorkflow } from './tenant-move';

@@ -14,6 +14,7 @@ export type AuditEvent =
   | 'tenant.deactivated'
   | 'tenant.reactivated'
   | 'tenant.purged'
+  | 'tenant.moved'
   | 'kek.rotated'
   | 'kek.renewed';
 
