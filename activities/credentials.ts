@@ -12,7 +12,7 @@ import type { TenantKeyRef } from './kek/tenant-key-cache';
 import { operationLog } from './log';
 import { serviceMeter } from './metrics';
 import { openEnvelope, resealEnvelope } from './envelope';
-import { TenantOnOtherVault, tenantOnOtherVault, tenantVaultForKey } from './tenant-vault';
+import { settleTenantVault, TenantOnOtherVault, tenantOnOtherVault, type LockedTenant } from './tenant-vault';
 import { PRIMARY_VAULT_ID } from '../common/vaults';
 import {
   obtainTenantKey,
@@ -66,20 +66,28 @@ async function findStored(
   );
 }
 
-async function lockActiveTenant(client: PoolClient, tenantId: string, createIfMissing: boolean): Promise<void> {
-  // A create adds the tenant if it is new and locks its row in one statement: the no-op update on
-  // conflict locks the existing row as FOR UPDATE would, and returns its latest state.
-  const { rows } = await client.query<{ state: string }>(
+async function lockActiveTenant(
+  client: PoolClient,
+  tenantId: string,
+  createIfMissing: boolean,
+  placement: string,
+): Promise<LockedTenant> {
+  // A create adds the tenant if it is new (placed on `placement`: its first key is generated in
+  // this transaction) and locks its row in one statement: the no-op update on conflict locks the
+  // existing row as FOR UPDATE would, and returns its latest state and vault.
+  const hasKeys = 'EXISTS (SELECT 1 FROM tenant_keys k WHERE k.tenant_id = tenants.tenant_id) AS has_keys';
+  const { rows } = await client.query<{ state: string } & LockedTenant>(
     createIfMissing
-      ? `INSERT INTO tenants (tenant_id) VALUES ($1)
-         ON CONFLICT (tenant_id) DO UPDATE SET state = tenants.state RETURNING state`
-      : 'SELECT state FROM tenants WHERE tenant_id = $1 FOR UPDATE',
-    [tenantId],
+      ? `INSERT INTO tenants (tenant_id, vault_id) VALUES ($1, $2)
+         ON CONFLICT (tenant_id) DO UPDATE SET state = tenants.state RETURNING state, vault_id, ${hasKeys}`
+      : `SELECT state, vault_id, ${hasKeys} FROM tenants WHERE tenant_id = $1 FOR UPDATE`,
+    createIfMissing ? [tenantId, placement] : [tenantId],
   );
   const state = rows[0]?.state;
   if (state === undefined) throw permanentFailure('AncNotFound', `ANC does not exist`);
   if (state === 'deactivated') throw permanentFailure('TenantDeactivated', `tenant ${tenantId} is deactivated`);
   if (state === 'purged') throw permanentFailure('TenantPurged', `tenant ${tenantId} was purged`);
+  return { vault_id: rows[0]?.vault_id ?? null, has_keys: rows[0]?.has_keys ?? false };
 }
 
 /**
@@ -134,9 +142,14 @@ export async function provideCredential(deps: ActivityDeps, input: ProvideCreden
       // next version, the tenant's usable key); the audit lock and chain head; one statement for
       // every write. Each read is its own statement after the lock it depends on, so its snapshot
       // sees whatever the lock's previous holder committed.
-      await lockActiveTenant(client, input.tenantId, input.mode === 'create');
+      const locked = await lockActiveTenant(
+        client,
+        input.tenantId,
+        input.mode === 'create',
+        vaults.place(input.tenantId),
+      );
       // The tenant's keys are in one vault: a tenant placed elsewhere (or moved) is served there.
-      const tenantVault = await tenantVaultForKey(client, vaults, input.tenantId);
+      const tenantVault = await settleTenantVault(client, vaults, input.tenantId, locked);
       if (tenantVault !== ownVault) throw new TenantOnOtherVault(tenantVault);
       let nextVersion = 1;
       let usableKey: TenantKeyRow | undefined;

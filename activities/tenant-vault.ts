@@ -10,42 +10,29 @@ export class TenantOnOtherVault extends Error {
   }
 }
 
-/**
- * The vault a tenant's keys are wrapped by. A tenant not placed yet (no row, or no vault recorded)
- * is placed here by the rule (rendezvous hashing over the open vaults); a tenant without a recorded
- * vault that already has keys (written before the column existed) is on the first vault. The choice
- * is recorded when the tenant has a row; the caller holds that row's lock and generates the tenant's
- * first key in the same transaction, so placement happens at the first key.
- */
-export async function tenantVaultForKey(
-  client: Pick<PoolClient, 'query'>,
-  vaults: VaultSet,
-  tenantId: string,
-): Promise<string> {
-  const { rows } = await client.query<{ vault_id: string | null; has_keys: boolean }>(
-    `SELECT vault_id, EXISTS (SELECT 1 FROM tenant_keys k WHERE k.tenant_id = t.tenant_id) AS has_keys
-       FROM tenants t WHERE t.tenant_id = $1`,
-    [tenantId],
-  );
-  const row = rows[0];
-  if (!row) return vaults.place(tenantId);
-  if (row.vault_id) return row.vault_id;
-  const chosen = row.has_keys ? vaults.first.id : vaults.place(tenantId);
-  await client.query('UPDATE tenants SET vault_id = $2 WHERE tenant_id = $1 AND vault_id IS NULL', [tenantId, chosen]);
-  return chosen;
+/** What the credential transaction's tenant lock reads: the recorded vault, and whether keys exist. */
+export interface LockedTenant {
+  vault_id: string | null;
+  has_keys: boolean;
 }
 
-/** The vault a tenant is on, read only (no placement): the first vault when none is recorded. */
-export async function readTenantVault(
+/**
+ * The vault a tenant's keys are wrapped by, from its locked row. A new tenant was inserted already
+ * placed by the rule (rendezvous hashing over the open vaults). A row without a recorded vault (written
+ * before the column existed, by a worker of that version) is on the first vault when it has keys, and
+ * is placed by the rule now otherwise; the choice is recorded in the caller's transaction, which holds
+ * the row lock and generates the tenant's first key: placement happens at the first key.
+ */
+export async function settleTenantVault(
   client: Pick<PoolClient, 'query'>,
   vaults: VaultSet,
   tenantId: string,
+  locked: LockedTenant,
 ): Promise<string> {
-  const { rows } = await client.query<{ vault_id: string | null }>(
-    'SELECT vault_id FROM tenants WHERE tenant_id = $1',
-    [tenantId],
-  );
-  return rows[0]?.vault_id ?? vaults.first.id;
+  if (locked.vault_id) return locked.vault_id;
+  const chosen = locked.has_keys ? vaults.first.id : vaults.place(tenantId);
+  await client.query('UPDATE tenants SET vault_id = $2 WHERE tenant_id = $1 AND vault_id IS NULL', [tenantId, chosen]);
+  return chosen;
 }
 
 /**

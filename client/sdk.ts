@@ -199,9 +199,11 @@ export class AncClient {
       ring = undefined;
     }
     if (!ring || ring.vaults.length === 0) {
+      // publicKek() has verified it already.
       ring = { vaults: [{ vaultId: PRIMARY_VAULT_ID, kek: first }], openVaultIds: [PRIMARY_VAULT_ID] };
+    } else {
+      for (const { kek } of ring.vaults) this.verify(kek);
     }
-    for (const { kek } of ring.vaults) this.verify(kek);
     this.ringCache = { ring, at: Date.now() };
     return ring;
   }

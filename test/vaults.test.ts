@@ -4,6 +4,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ActivityDeps } from '../activities/deps';
+import { VaultSet } from '../activities/kek/vaults';
 import { rendezvousVault } from '../client/placement';
 import { sealPasswordEnvelope } from '../client/envelope';
 import { hsmTaskQueue } from '../common/hsm';
@@ -15,6 +16,7 @@ import { createAncUpdate, getPublicKekQuery, updateAncPasswordUpdate } from '../
 import { historyAsJson } from './support/history';
 import { ROOT } from './support/stack';
 import { openStoredCredential } from './support/credentials';
+import { dumpAllTables } from './support/db';
 import { azureEmulatorKek, startEmulatorProcess, type EmulatorProcess } from './support/emulator-process';
 import { createHarness, startDevServer, type Harness } from './support/harness';
 
@@ -98,6 +100,18 @@ describe('tenants on two vaults (dev server, PostgreSQL, two Key Vault emulators
     }
     expect(moved).toBeGreaterThan(500);
     expect(moved).toBeLessThan(834);
+    // A closed vault gets no new tenants.
+    const kek = h.deps.kek;
+    const closed = new VaultSet(
+      [
+        { id: 'primary', kek },
+        { id: 'eu2', kek },
+      ],
+      ['eu2'],
+    );
+    expect(closed.openIds).toEqual(['primary']);
+    for (let i = 0; i < 50; i++) expect(closed.place(`tenant-${i}`)).toBe('primary');
+    expect(() => new VaultSet([{ id: 'primary', kek }], ['primary'])).toThrow(RangeError);
     expect(hsmTaskQueue('q')).toBe('q-hsm');
     expect(hsmTaskQueue('q', 'eu2')).toBe('q-hsm-eu2');
   });
@@ -281,5 +295,17 @@ describe('tenants on two vaults (dev server, PostgreSQL, two Key Vault emulators
     await Worker.runReplayHistory({ workflowsPath: WORKFLOWS_PATH }, history, ancWorkflowId(tenantId, 'anc-m'));
     if (process.env.RECORD_HISTORIES)
       writeFileSync(`${ROOT}test/histories/anc-vaults-move.json`, historyAsJson(history));
+  });
+
+  it('no password of these tests is anywhere in the logs or the database', async () => {
+    const passwords = ['First#Pass1', 'Second#Pass2', 'Wrong#Vault1', 'Wrong#Vault2', 'Before#Move1', 'After#Move2'];
+    const logs = h.logs.text();
+    const tables = await dumpAllTables(h.db.pool);
+    expect(logs.length).toBeGreaterThan(0);
+    expect(tables).toContain('tenant.moved');
+    for (const p of passwords) {
+      expect(logs).not.toContain(p);
+      expect(tables).not.toContain(p);
+    }
   });
 });
