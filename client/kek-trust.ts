@@ -1,7 +1,6 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { PublicKek } from '../common/types';
-import { x509 } from './x509';
 
 /**
  * How a client decides that the public key the service's keyring publishes really is the
@@ -96,8 +95,12 @@ function withinValidity(cert: X509Certificate, now: Date, what: string): void {
   if (now.getTime() > new Date(cert.validTo).getTime()) throw new KekUntrustedError(`${what} has expired`);
 }
 
-/** Throws KekUntrustedError unless `kek` passes `trust` at `now`. */
-export function verifyPublicKek(kek: PublicKek, trust: KekTrust | undefined, now = new Date()): void {
+/**
+ * Rejects with KekUntrustedError unless `kek` passes `trust` at `now`. Asynchronous because the
+ * certificate parser for the key-usage check loads on first use: commands that never seal (such as
+ * `anc get`) do not pay for it at start-up.
+ */
+export async function verifyPublicKek(kek: PublicKek, trust: KekTrust | undefined, now = new Date()): Promise<void> {
   if (!trust)
     throw new KekUntrustedError(
       'no trust anchor or pin is configured (ANC_KEK_TRUST_ANCHOR, ANC_KEK_PINS, or the SDK option kekTrust)',
@@ -147,6 +150,7 @@ export function verifyPublicKek(kek: PublicKek, trust: KekTrust | undefined, now
   if (normaliseDn(leaf.subject) !== normaliseDn(trust.subject))
     throw new KekUntrustedError(`the KEK certificate's subject is not ${trust.subject}`);
   if (leaf.ca) throw new KekUntrustedError('the KEK certificate is a CA certificate');
+  const { x509 } = await import('./x509');
   const usage = new x509.X509Certificate(leaf.raw).getExtension(x509.KeyUsagesExtension);
   if (!usage || (usage.usages & x509.KeyUsageFlags.keyEncipherment) === 0)
     throw new KekUntrustedError('the KEK certificate does not allow keyEncipherment');

@@ -157,7 +157,7 @@ export class AncClient {
       try {
         const kek = await handle.query(getPublicKekQuery);
         if (kek) {
-          this.verify(kek);
+          await this.verify(kek);
           this.kekCache = { kek, at: Date.now() };
           return kek;
         }
@@ -174,9 +174,9 @@ export class AncClient {
     }
   }
 
-  private verify(kek: PublicKek): void {
+  private async verify(kek: PublicKek): Promise<void> {
     try {
-      verifyPublicKek(kek, this.kekTrust ?? kekTrustFromEnv(process.env));
+      await verifyPublicKek(kek, this.kekTrust ?? kekTrustFromEnv(process.env));
     } catch (err) {
       if (err instanceof KekUntrustedError) throw new AncServiceError('KekUntrusted', err.message);
       throw err;
@@ -202,7 +202,7 @@ export class AncClient {
       // publicKek() has verified it already.
       ring = { vaults: [{ vaultId: PRIMARY_VAULT_ID, kek: first }], openVaultIds: [PRIMARY_VAULT_ID] };
     } else {
-      for (const { kek } of ring.vaults) this.verify(kek);
+      for (const { kek } of ring.vaults) await this.verify(kek);
     }
     this.ringCache = { ring, at: Date.now() };
     return ring;

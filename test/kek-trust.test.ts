@@ -97,22 +97,80 @@ describe('clients verify the key they seal for (certificate mode, dev server, Ke
 
   it('refuses what a certificate check must refuse: expiry, subject, another anchor', async () => {
     const later = new Date(Date.now() + 400 * 86_400_000);
-    expect(() => verifyPublicKek(genuine, trust, later)).toThrow(/expired/);
-    expect(() => verifyPublicKek(genuine, { trustAnchorPem: caPem, subject: 'CN=someone-else' })).toThrow(/subject/);
+    await expect(verifyPublicKek(genuine, trust, later)).rejects.toThrow(/expired/);
+    await expect(verifyPublicKek(genuine, { trustAnchorPem: caPem, subject: 'CN=someone-else' })).rejects.toThrow(
+      /subject/,
+    );
     const other = await selfSignedKek();
-    expect(() => verifyPublicKek(genuine, { trustAnchorPem: other.certPem, subject: SUBJECT })).toThrow(/anchor/);
-    expect(() => verifyPublicKek(genuine, undefined)).toThrow(/no trust anchor or pin/);
-    expect(() => verifyPublicKek(genuine, trust)).not.toThrow();
+    await expect(verifyPublicKek(genuine, { trustAnchorPem: other.certPem, subject: SUBJECT })).rejects.toThrow(
+      /anchor/,
+    );
+    await expect(verifyPublicKek(genuine, undefined)).rejects.toThrow(/no trust anchor or pin/);
+    await expect(verifyPublicKek(genuine, trust)).resolves.toBeUndefined();
   });
 
-  it('key mode: a pinned key id and thumbprint is accepted, anything else refused', () => {
+  it('key mode: a pinned key id and thumbprint is accepted, anything else refused', async () => {
     const pin = { kid: genuine.publicJwk.kid, thumbprint: jwkThumbprint(genuine.publicJwk) };
-    expect(() => verifyPublicKek(genuine, { pins: [pin] })).not.toThrow();
-    expect(() => verifyPublicKek(genuine, { pins: [{ ...pin, kid: `${genuine.kekId}/other` }] })).toThrow(/pinned/);
+    await expect(verifyPublicKek(genuine, { pins: [pin] })).resolves.toBeUndefined();
+    await expect(verifyPublicKek(genuine, { pins: [{ ...pin, kid: `${genuine.kekId}/other` }] })).rejects.toThrow(
+      /pinned/,
+    );
     const tester = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' });
-    expect(() =>
+    await expect(
       verifyPublicKek({ ...genuine, publicJwk: { ...genuine.publicJwk, n: tester.n as string } }, { pins: [pin] }),
-    ).toThrow(/does not match its pin/);
+    ).rejects.toThrow(/does not match its pin/);
+  });
+
+  it('refuses a certificate whose key usage does not allow keyEncipherment, accepts one that does', async () => {
+    const alg = {
+      name: 'RSASSA-PKCS1-v1_5',
+      hash: 'SHA-256',
+      modulusLength: 2048,
+      publicExponent: new Uint8Array([1, 0, 1]),
+    };
+    const caKeys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+    const notBefore = new Date(Date.now() - 60_000);
+    const notAfter = new Date(Date.now() + 86_400_000);
+    const ca = await x509.X509CertificateGenerator.createSelfSigned({
+      name: 'CN=usage-test-ca',
+      notBefore,
+      notAfter,
+      keys: caKeys,
+      signingAlgorithm: alg,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
+      ],
+    });
+    const leafKek = async (usages: number): Promise<PublicKek> => {
+      const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+      const leaf = await x509.X509CertificateGenerator.create({
+        subject: SUBJECT,
+        issuer: ca.subject,
+        notBefore,
+        notAfter,
+        publicKey: keys.publicKey,
+        signingKey: caKeys.privateKey,
+        signingAlgorithm: alg,
+        extensions: [
+          new x509.BasicConstraintsExtension(false, undefined, true),
+          new x509.KeyUsagesExtension(usages, true),
+        ],
+      });
+      const jwk = await webcrypto.subtle.exportKey('jwk', keys.publicKey);
+      return {
+        kekId: 'usage-test',
+        version: 'v1',
+        publicJwk: { kty: 'RSA', n: jwk.n as string, e: jwk.e as string, kid: 'usage-test/v1', alg: 'RSA-OAEP-256' },
+        expiresAt: notAfter.toISOString(),
+        x5c: [Buffer.from(leaf.rawData).toString('base64')],
+      };
+    };
+    const anchored = { trustAnchorPem: ca.toString('pem'), subject: SUBJECT };
+    await expect(verifyPublicKek(await leafKek(x509.KeyUsageFlags.digitalSignature), anchored)).rejects.toThrow(
+      /does not allow keyEncipherment/,
+    );
+    await expect(verifyPublicKek(await leafKek(x509.KeyUsageFlags.keyEncipherment), anchored)).resolves.toBeUndefined();
   });
 
   it('refuses a substitute keyring in the SDK and the CLI, and sends nothing', { timeout: 120_000 }, async () => {
