@@ -38,6 +38,11 @@ describe('worker configuration: several vaults', () => {
     }
     expect(config.kek).toBe(config.vaults[0]?.kek);
     expect(config.hsmQueueActivitiesPerSecond).toBe(8);
+    // Half a second of the queue's rate in flight per process and vault, and what a process can release at once.
+    expect(config.hsmWorkerSlots).toBe(4);
+    expect(
+      loadConfig({ ...base, KEYVAULT_URL: 'https://a.vault.azure.net', HSM_WORKER_SLOTS: '7' }).hsmWorkerSlots,
+    ).toBe(7);
   });
 
   it('refuses a malformed list, a list not led by primary, unknown or all-closed vaults', () => {

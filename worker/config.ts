@@ -71,6 +71,11 @@ export interface Config {
   // HSM budget for the fleet and the tenant-key cache
   /** Activities per second on the HSM task queue, for all workers together (one HSM call each). */
   hsmQueueActivitiesPerSecond: number;
+  /**
+   * HSM-bound activities one worker process runs at once, per vault. It also bounds what a process
+   * can release at once after a pause (a stall, a long GC): the tasks it holds, not the seconds missed.
+   */
+  hsmWorkerSlots: number;
   /** Unwrapped tenant keys kept in memory; maxEntries 0 turns the cache off. */
   tenantKeyCache: { maxEntries: number; maxAgeSeconds: number; maxUses: number };
   // Tenant retention and the sweep of tenant workflows.
@@ -310,6 +315,8 @@ export const envSchema = z.object({
 
   // HSM budget for the fleet (0: 0.4 of KEYVAULT_HSM_OPS_PER_SECOND) and the tenant-key cache
   HSM_QUEUE_ACTIVITIES_PER_SECOND: integer(1, 10_000, 0),
+  // HSM-bound activities in flight per worker process and vault (0: half a second of the queue's rate, at least 2)
+  HSM_WORKER_SLOTS: integer(1, 10_000, 0),
   TENANT_KEY_CACHE_MAX_ENTRIES: integer(0, 10_000_000, 10_000),
   TENANT_KEY_CACHE_MAX_AGE_SECONDS: integer(1, 24 * 3600, 300),
   TENANT_KEY_CACHE_MAX_USES: integer(1, 1_000_000_000, 1_000),
@@ -409,6 +416,11 @@ export function loadConfig(rawEnv: NodeJS.ProcessEnv = process.env): Config {
   const vaults: VaultConfig[] = listed
     ? listed.map((v, i) => ({ id: v.id, kek: i === 0 ? kek : keyVaultKek(v.url), closed: closed.has(v.id) }))
     : [{ id: PRIMARY_VAULT_ID, kek, closed: false }];
+  // Temporal's task-queue rate is a token bucket whose burst about equals its rate, so the default is
+  // 0.4 of the vault budget: a full burst plus the steady rate stays inside the budget in any one second.
+  const hsmQueueActivitiesPerSecond =
+    e.HSM_QUEUE_ACTIVITIES_PER_SECOND ||
+    (kek.kind === 'azure-key-vault' ? Math.max(1, Math.floor(kek.hsmOpsPerSecond * 0.4)) : 100);
 
   return {
     databaseUrl: e.DATABASE_URL,
@@ -436,13 +448,9 @@ export function loadConfig(rawEnv: NodeJS.ProcessEnv = process.env): Config {
     healthPort: e.HEALTH_PORT,
     metricsPort: e.METRICS_PORT,
     shutdownGraceSeconds: e.SHUTDOWN_GRACE_SECONDS,
-    // HSM budget for the fleet (per vault: each vault's HSM queue gets this rate) and the
-    // tenant-key cache. Temporal's task-queue rate is a token
-    // bucket whose burst about equals its rate, so the default is 0.4 of the vault budget: a full
-    // burst plus the steady rate stays inside the budget in any one second.
-    hsmQueueActivitiesPerSecond:
-      e.HSM_QUEUE_ACTIVITIES_PER_SECOND ||
-      (kek.kind === 'azure-key-vault' ? Math.max(1, Math.floor(kek.hsmOpsPerSecond * 0.4)) : 100),
+    // HSM budget for the fleet (per vault: each vault's HSM queue gets this rate) and the tenant-key cache.
+    hsmQueueActivitiesPerSecond,
+    hsmWorkerSlots: e.HSM_WORKER_SLOTS || Math.max(2, Math.ceil(hsmQueueActivitiesPerSecond / 2)),
     tenantKeyCache: {
       maxEntries: e.TENANT_KEY_CACHE_MAX_ENTRIES,
       maxAgeSeconds: e.TENANT_KEY_CACHE_MAX_AGE_SECONDS,

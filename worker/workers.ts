@@ -18,7 +18,8 @@ export interface CreateWorkersOptions {
    * `deps.kek`), and each further vault gets an HSM worker of its own.
    */
   deps: Omit<ActivityDeps, 'tenantKeyCache' | 'vaultId'>;
-  config: Pick<Config, 'hsmQueueActivitiesPerSecond' | 'tenantKeyCache'> & { shutdownGraceSeconds?: number };
+  config: Pick<Config, 'hsmQueueActivitiesPerSecond' | 'tenantKeyCache'> &
+    Partial<Pick<Config, 'hsmWorkerSlots'>> & { shutdownGraceSeconds?: number };
   /** Replace some activities (tests). */
   activities?: Partial<Activities>;
   /** Extra options for the main worker (tests). */
@@ -74,6 +75,12 @@ export async function createWorkers(opts: CreateWorkersOptions): Promise<Service
     namespace: opts.namespace,
     shutdownGraceTime: `${opts.config.shutdownGraceSeconds ?? 30} seconds`,
   };
+  // HSM-bound activities in flight in this process, per vault: the most it can release at once.
+  const hsmSlots = {
+    maxTaskQueueActivitiesPerSecond: opts.config.hsmQueueActivitiesPerSecond,
+    maxConcurrentActivityTaskExecutions:
+      opts.config.hsmWorkerSlots ?? Math.max(2, Math.ceil(opts.config.hsmQueueActivitiesPerSecond / 2)),
+  };
   const mainWorker = await Worker.create({
     ...common,
     taskQueue: opts.taskQueue,
@@ -85,7 +92,7 @@ export async function createWorkers(opts: CreateWorkersOptions): Promise<Service
     ...common,
     taskQueue: hsmTaskQueue(opts.taskQueue),
     activities: hsm,
-    maxTaskQueueActivitiesPerSecond: opts.config.hsmQueueActivitiesPerSecond,
+    ...hsmSlots,
     ...opts.hsmOptions,
   });
   const hsmByVault = new Map<string, Worker>([[opts.deps.vaults?.first.id ?? PRIMARY_VAULT_ID, hsmWorker]]);
@@ -98,7 +105,7 @@ export async function createWorkers(opts: CreateWorkersOptions): Promise<Service
         taskQueue: hsmTaskQueue(opts.taskQueue, vault.id),
         activities: splitActivities({ ...own, ...opts.activities }).hsm,
         // Key Vault's limits are per vault: each vault's queue has the whole per-vault rate.
-        maxTaskQueueActivitiesPerSecond: opts.config.hsmQueueActivitiesPerSecond,
+        ...hsmSlots,
         ...opts.hsmOptions,
       }),
     );
