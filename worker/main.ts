@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   const pool = createPool(config.databaseUrl);
   // One KEK per vault (the first is config.kek), each bootstrapped: a first version if it has none.
   const vaults = new VaultSet(
-    config.vaults.map((v) => ({ id: v.id, kek: new KekDirectory(createKekProvider(v.kek)) })),
+    config.vaults.map((v) => ({ id: v.id, kek: new KekDirectory(createKekProvider(v.kek), undefined, v.id) })),
     config.vaults.filter((v) => v.closed).map((v) => v.id),
   );
   const kek = vaults.first.kek;
