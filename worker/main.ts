@@ -81,8 +81,12 @@ async function main(): Promise<void> {
           database: async () => {
             await pool.query('select 1');
           },
+          // The main worker and every vault's HSM worker; a stopped one is named with its task queue.
           worker: async () => {
-            if (worker.getState() !== 'RUNNING') throw new Error(`worker is ${worker.getState()}`);
+            const stopped = [worker.main, ...worker.hsmByVault.values()]
+              .filter((w) => w.getState() !== 'RUNNING')
+              .map((w) => `${w.options.taskQueue} is ${w.getState()}`);
+            if (stopped.length > 0) throw new Error(`worker ${stopped.join(', ')}`);
           },
         });
 
