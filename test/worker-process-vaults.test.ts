@@ -136,6 +136,23 @@ describe('the worker process with two vaults', () => {
     }
   });
 
+  it('rotates each vault: a run for the first and a child run for eu2, each calling its own vault', async () => {
+    const sdk = new AncClient({ client: env.client, taskQueue, kekTrust: stackKekTrust() });
+    const before = {
+      primary: (await vaults.primary.stats()).totalRequests,
+      eu2: (await vaults.eu2.stats()).totalRequests,
+    };
+    const triggered = await sdk.triggerRotation();
+    const rotationId = triggered.workflowId;
+    expect(triggered.started).toBe(true);
+    expect(rotationId).toBeDefined();
+    await env.client.workflow.getHandle(rotationId as string).result();
+    const child = await env.client.workflow.getHandle(`${rotationId}/vault-eu2`).describe();
+    expect(child.status.name).toBe('COMPLETED');
+    expect((await vaults.primary.stats()).totalRequests).toBeGreaterThan(before.primary);
+    expect((await vaults.eu2.stats()).totalRequests).toBeGreaterThan(before.eu2);
+  });
+
   it('stops every worker on SIGTERM and exits 0', async () => {
     const started = Date.now();
     expect(await worker.stop()).toBe(0);
