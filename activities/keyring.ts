@@ -23,7 +23,9 @@ async function describeKek(kek: KekDirectory): Promise<PublicKek> {
   const { n, e } = current.publicJwk;
   if (typeof n !== 'string' || typeof e !== 'string') throw new Error('KEK public key is not an RSA key');
   // Refreshed hourly by the keyring workflow and right after a rotation renews the KEK.
-  setGauge(processMeter(), 'kekDaysToExpiry', (current.expiresAt.getTime() - Date.now()) / 86_400_000);
+  setGauge(processMeter(), 'kekDaysToExpiry', (current.expiresAt.getTime() - Date.now()) / 86_400_000, {
+    vault: kek.vaultId,
+  });
   return {
     kekId: current.kekId,
     version: current.version,

@@ -6,12 +6,12 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig, envSchema } from '../worker/config';
 import { ROOT } from './support/stack';
 
-const check = (file: string, profiles = '', json = false) =>
+const check = (file: string, profiles = '', json = false, extraEnv: Record<string, string> = {}) =>
   execFileSync('go', ['run', '.', ...(json ? ['--json'] : []), file], {
     cwd: `${ROOT}stack/compose-check`,
     encoding: 'utf8',
     stdio: 'pipe',
-    env: { ...process.env, COMPOSE_PROFILES: profiles },
+    env: { ...process.env, ...extraEnv, COMPOSE_PROFILES: profiles },
   });
 
 interface Service {
@@ -23,8 +23,11 @@ interface Service {
   volumes?: { type: string; source: string; target: string; read_only?: boolean }[];
   profiles?: string[];
 }
-const project = (profiles: string): { services: Record<string, Service>; volumes: Record<string, unknown> } =>
-  JSON.parse(check(`${ROOT}docker-compose.yml`, profiles, true));
+const project = (
+  profiles: string,
+  extraEnv: Record<string, string> = {},
+): { services: Record<string, Service>; volumes: Record<string, unknown> } =>
+  JSON.parse(check(`${ROOT}docker-compose.yml`, profiles, true, extraEnv));
 
 /** Variables read by Temporal's environment configuration and by DefaultAzureCredential (not by our schema). */
 const TEMPORAL_ENVCONFIG = /^TEMPORAL_(ADDRESS|NAMESPACE|API_KEY|PROFILE|CONFIG_FILE|TLS(_.+)?)$/;
@@ -92,6 +95,15 @@ describe('docker-compose.yml', () => {
     expect(prod.kek).toMatchObject({ kind: 'azure-key-vault', emulator: false });
     expect(prod).toMatchObject({ healthPort: 8080, metricsPort: 9464 });
     expect(prod.temporal).toMatchObject({ address: 'temporal:7233', namespace: 'default' });
+    // Several vaults reach the production workers too.
+    const vaults = 'primary=https://a.vault.azure.net,eu2=https://b.vault.azure.net';
+    const withVaults = project('production', { KEYVAULT_VAULTS: vaults, KEYVAULT_CLOSED_VAULTS: 'primary' });
+    const severalEnv = Object.entries(withVaults.services.worker?.environment ?? {}).map(([k, v]) => [k, v ?? '']);
+    const several = loadConfig({ ...Object.fromEntries(severalEnv), ...supplied });
+    expect(several.vaults.map((v) => [v.id, v.kek.kind === 'azure-key-vault' && v.kek.vaultUrl, v.closed])).toEqual([
+      ['primary', 'https://a.vault.azure.net', true],
+      ['eu2', 'https://b.vault.azure.net', false],
+    ]);
     // Unset, the production worker refuses to start rather than use a development key.
     expect(() => loadConfig({ ...production, HOME: '/nonexistent' })).toThrow(
       /AUDIT_MAC_KEY is required in production/,

@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   const pool = createPool(config.databaseUrl);
   // One KEK per vault (the first is config.kek), each bootstrapped: a first version if it has none.
   const vaults = new VaultSet(
-    config.vaults.map((v) => ({ id: v.id, kek: new KekDirectory(createKekProvider(v.kek)) })),
+    config.vaults.map((v) => ({ id: v.id, kek: new KekDirectory(createKekProvider(v.kek), undefined, v.id) })),
     config.vaults.filter((v) => v.closed).map((v) => v.id),
   );
   const kek = vaults.first.kek;
@@ -81,8 +81,12 @@ async function main(): Promise<void> {
           database: async () => {
             await pool.query('select 1');
           },
+          // The main worker and every vault's HSM worker; a stopped one is named with its task queue.
           worker: async () => {
-            if (worker.getState() !== 'RUNNING') throw new Error(`worker is ${worker.getState()}`);
+            const stopped = [worker.main, ...worker.hsmByVault.values()]
+              .filter((w) => w.getState() !== 'RUNNING')
+              .map((w) => `${w.options.taskQueue} is ${w.getState()}`);
+            if (stopped.length > 0) throw new Error(`worker ${stopped.join(', ')}`);
           },
         });
 

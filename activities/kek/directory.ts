@@ -1,3 +1,4 @@
+import { PRIMARY_VAULT_ID } from '../../common/vaults';
 import { metered } from './metered';
 import type { KekProvider, KekVersion } from './provider';
 
@@ -10,11 +11,13 @@ export class KekDirectory {
   /** The provider, with its Key Vault calls counted and timed (see metered.ts). */
   readonly provider: KekProvider;
 
+  /** `vaultId`: the vault this KEK is in, the `vault` label of its Key Vault metrics. */
   constructor(
     provider: KekProvider,
     private readonly ttlMs = 60_000,
+    readonly vaultId: string = PRIMARY_VAULT_ID,
   ) {
-    this.provider = metered(provider);
+    this.provider = metered(provider, vaultId);
   }
 
   async current(): Promise<KekVersion> {

@@ -23,7 +23,7 @@ const OPERATIONS: Record<string, string> = {
   disableVersion: 'disable_key',
 };
 
-async function timed<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+async function timed<T>(operation: string, vault: string, fn: () => Promise<T>): Promise<T> {
   const started = performance.now();
   let outcome = 'success';
   try {
@@ -33,17 +33,17 @@ async function timed<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     throw err;
   } finally {
     const meter = serviceMeter();
-    addCounter(meter, 'keyVaultRequests', 1, { operation, outcome });
-    recordHistogram(meter, 'keyVaultLatency', performance.now() - started, { operation });
+    addCounter(meter, 'keyVaultRequests', 1, { operation, outcome, vault });
+    recordHistogram(meter, 'keyVaultLatency', performance.now() - started, { operation, vault });
   }
 }
 
 /**
  * Counts and times every call a KEK provider makes to Key Vault (or to what stands in for it), by
- * operation and outcome. Wrapping is local with the public key and is not counted. Other methods
+ * operation, outcome and vault (the id of the vault the provider's key is in). Wrapping is local with the public key and is not counted. Other methods
  * pass through unchanged, and calls the provider makes to itself are not counted twice.
  */
-export function metered<P extends KekProvider>(inner: P): P {
+export function metered<P extends KekProvider>(inner: P, vault: string): P {
   return new Proxy(inner, {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop, target);
@@ -51,7 +51,7 @@ export function metered<P extends KekProvider>(inner: P): P {
       const operation = typeof prop === 'string' ? OPERATIONS[prop] : undefined;
       const fn = value as (...args: unknown[]) => unknown;
       if (!operation) return fn.bind(target);
-      return (...args: unknown[]) => timed(operation, async () => fn.apply(target, args));
+      return (...args: unknown[]) => timed(operation, vault, async () => fn.apply(target, args));
     },
   });
 }

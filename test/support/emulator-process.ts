@@ -40,11 +40,23 @@ export interface EmulatorProcess {
   stop(): Promise<void>;
 }
 
-export async function startEmulatorProcess(): Promise<EmulatorProcess> {
+/**
+ * `testCa`: the certificate and key files of the CA that issues its non-Self KEK certificates (e.g.
+ * the stack's, so clients trusting the stack's KEK CA trust this emulator's KEKs too); a fresh one
+ * when absent.
+ */
+export async function startEmulatorProcess(
+  opts: { testCa?: { certPath: string; keyPath: string } } = {},
+): Promise<EmulatorProcess> {
   const cert = selfSignedCert('kv-emulator-process-');
+  const caArgs = opts.testCa ? ['--ca-cert', opts.testCa.certPath, '--ca-key', opts.testCa.keyPath] : [];
   const child: ChildProcess = spawn(
     join(ROOT, 'node_modules', '.bin', 'tsx'),
-    [join(ROOT, 'stack/keyvault-emulator/main.ts'), '--port', '0', '--cert', cert.certPath, '--key', cert.keyPath],
+    [
+      join(ROOT, 'stack/keyvault-emulator/main.ts'),
+      ...['--port', '0', '--cert', cert.certPath, '--key', cert.keyPath],
+      ...caArgs,
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stderr = '';

@@ -124,7 +124,7 @@ export async function createHarness(opts: {
   await kek.bootstrap(new Date());
   const others: Vault[] = [];
   for (const v of opts.vaults ?? []) {
-    const directory = new KekDirectory(v.kek, 0);
+    const directory = new KekDirectory(v.kek, 0, v.id);
     await directory.bootstrap(new Date());
     others.push({ id: v.id, kek: directory });
   }
