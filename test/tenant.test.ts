@@ -122,7 +122,8 @@ async function closedResult<T>(handle: {
     () => handle.describe(),
     (d) => d.status.name !== 'RUNNING',
     'the workflow to close',
-    30_000,
+    // Generous: on a loaded machine a retried purge batch and the ANC workflows closing take a while.
+    90_000,
   );
   return handle.result();
 }
