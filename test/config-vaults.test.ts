@@ -1,17 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../worker/config';
-
-const base = { DATABASE_URL: 'postgres://anc:anc@127.0.0.1:5432/anc', HOME: '/nonexistent' };
-
-function problems(env: NodeJS.ProcessEnv): string[] {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error('loadConfig accepted the environment');
-}
+import { loadConfig } from '../worker/config';
+import { CONFIG_BASE as base, configProblems as problems } from './support/config';
 
 describe('worker configuration: several vaults', () => {
   it('without KEYVAULT_VAULTS: one vault, "primary", the KEYVAULT_URL one (or the local KEK)', () => {

@@ -4,19 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { loadTemporalSettings } from '../common/temporal-config';
-import { ConfigError, envSchema, loadConfig } from '../worker/config';
-
-const base = { DATABASE_URL: 'postgres://anc:anc@127.0.0.1:5432/anc', HOME: '/nonexistent' };
-
-function problems(env: NodeJS.ProcessEnv): string[] {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error('loadConfig accepted the environment');
-}
+import { envSchema, loadConfig } from '../worker/config';
+import { CONFIG_BASE as base, configProblems as problems } from './support/config';
 
 describe('worker configuration', () => {
   it('reports every problem at once, one line each, starting with the variable', () => {

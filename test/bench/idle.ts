@@ -43,7 +43,6 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
-import { sealCredential } from '../../activities/crypto/seal';
 import type { ActivityDeps } from '../../activities/deps';
 import { deactivateTenantData } from '../../activities/tenant';
 import { AncClient } from '../../client/sdk';
@@ -57,9 +56,12 @@ import { azureEmulatorKek } from '../support/emulator-process';
 import {
   BENCH_HSM_OPS_PER_SECOND,
   fmt,
+  insertSeededAncs,
   machineLine,
   mib,
   runConcurrent,
+  sealSeededCredentials,
+  seededCredentials,
   sleep,
   startBenchStack,
   startServiceWorker,
@@ -133,22 +135,14 @@ async function seedRows(
   for (let start = 0; start < n; start += batch) {
     const slice = ids.slice(start, start + batch);
     const keyed = { tenant: [] as string[], wrapped: [] as Buffer[] };
-    const cred = { tenant: [] as string[], anc: [] as string[], sealed: [] as Buffer[], op: [] as string[] };
+    const cred = seededCredentials();
     for (let i = start; i < start + slice.length; i++) {
       if (!withAncs(i)) continue;
       const tenantId = ids[i] as string;
       const key = randomBytes(32);
       keyed.tenant.push(tenantId);
       keyed.wrapped.push(await wrap(key));
-      for (let a = 0; a < ancsPerTenant; a++) {
-        const ancId = `anc${a}`;
-        cred.tenant.push(tenantId);
-        cred.anc.push(ancId);
-        cred.sealed.push(
-          sealCredential({ tenantKey: key, keyVersion: 1, tenantId, ancId, plaintext: `Seeded-Password-${i}-${a}!` }),
-        );
-        cred.op.push(`seed/${tenantId}/${ancId}`);
-      }
+      sealSeededCredentials(cred, tenantId, key, ancsPerTenant, i);
       key.fill(0);
     }
     ancs += cred.anc.length;
@@ -161,18 +155,7 @@ async function seedRows(
          SELECT t, 1, 'active', w, $3, $4, $5, $6 FROM unnest($1::text[], $2::bytea[]) AS x(t, w)`,
         [keyed.tenant, keyed.wrapped, kek.kekId, kek.version, new Date(now - 30 * DAY), new Date(now + 335 * DAY)],
       );
-      // The ANC row names its current credential version (a deferred foreign key): one transaction.
-      await client.query(
-        `INSERT INTO ancs (tenant_id, anc_id, display_name, ad_domain_name, ad_username, credential_version)
-         SELECT t, a, 'Seeded ' || a, 'corp.contoso.test', 'svcDomainJoin@corp.contoso.test', 1
-           FROM unnest($1::text[], $2::text[]) AS x(t, a)`,
-        [cred.tenant, cred.anc],
-      );
-      await client.query(
-        `INSERT INTO anc_credentials (tenant_id, anc_id, version, tenant_key_version, sealed, operation_id)
-         SELECT t, a, 1, 1, s, o FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) AS x(t, a, s, o)`,
-        [cred.tenant, cred.anc, cred.sealed, cred.op],
-      );
+      await insertSeededAncs(client, cred);
       await client.query('COMMIT');
     } finally {
       client.release();

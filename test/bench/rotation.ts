@@ -17,16 +17,18 @@
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { sealCredential } from '../../activities/crypto/seal';
 import { AncClient } from '../../client/sdk';
 import { azureEmulatorKek } from '../support/emulator-process';
 import {
   BENCH_HSM_OPS_PER_SECOND,
   BENCH_KEY_SIZE,
   fmt,
+  insertSeededAncs,
   machineLine,
   mib,
   runConcurrent,
+  sealSeededCredentials,
+  seededCredentials,
   sleep,
   startBenchStack,
   startServiceWorker,
@@ -53,7 +55,7 @@ async function seed(
     const wrapped: Buffer[] = [];
     const created: Date[] = [];
     const expires: Date[] = [];
-    const cred = { tenant: [] as string[], anc: [] as string[], sealed: [] as Buffer[], op: [] as string[] };
+    const cred = seededCredentials();
     for (let t = start; t < Math.min(tenants, start + batch); t++) {
       const tenantId = `t${String(t).padStart(5, '0')}`;
       const key = randomBytes(32);
@@ -64,15 +66,7 @@ async function seed(
       wrappedKeys.push(w);
       created.push(new Date(now - (isExpired ? 400 : 30) * DAY));
       expires.push(new Date(now + (isExpired ? -35 : 335) * DAY));
-      for (let a = 0; a < perTenant; a++) {
-        const ancId = `anc${a}`;
-        cred.tenant.push(tenantId);
-        cred.anc.push(ancId);
-        cred.sealed.push(
-          sealCredential({ tenantKey: key, keyVersion: 1, tenantId, ancId, plaintext: `Seeded-Password-${t}-${a}!` }),
-        );
-        cred.op.push(`seed/${tenantId}/${ancId}`);
-      }
+      sealSeededCredentials(cred, tenantId, key, perTenant, t);
       key.fill(0);
     }
     await pool.query('INSERT INTO tenants (tenant_id) SELECT unnest($1::text[])', [ids]);
@@ -84,17 +78,7 @@ async function seed(
     // The ANC row names its current credential version (a deferred foreign key): one transaction.
     const client = await pool.connect();
     await client.query('BEGIN');
-    await client.query(
-      `INSERT INTO ancs (tenant_id, anc_id, display_name, ad_domain_name, ad_username, credential_version)
-       SELECT t, a, 'Seeded ' || a, 'corp.contoso.test', 'svcDomainJoin@corp.contoso.test', 1
-         FROM unnest($1::text[], $2::text[]) AS x(t, a)`,
-      [cred.tenant, cred.anc],
-    );
-    await client.query(
-      `INSERT INTO anc_credentials (tenant_id, anc_id, version, tenant_key_version, sealed, operation_id)
-       SELECT t, a, 1, 1, s, o FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) AS x(t, a, s, o)`,
-      [cred.tenant, cred.anc, cred.sealed, cred.op],
-    );
+    await insertSeededAncs(client, cred);
     await client.query('COMMIT');
     client.release();
   }

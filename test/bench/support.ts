@@ -16,6 +16,7 @@ import { Client, Connection } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { migrate } from '../../activities/db/migrate';
 import { createPool, type Pool } from '../../activities/db/pool';
+import { sealCredential } from '../../activities/crypto/seal';
 import { createEmptyDatabase } from '../support/db';
 import { startEmulatorProcess, type EmulatorProcess } from '../support/emulator-process';
 import { ALL_SEARCH_ATTRIBUTES } from '../support/harness';
@@ -266,3 +267,55 @@ export function machineLine(): string {
 
 export const fmt = (x: number, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
 export const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+
+/** Credentials to seed, in the shape `provideCredential` stores them: one row per tenant and ANC. */
+export interface SeededCredentials {
+  tenant: string[];
+  anc: string[];
+  sealed: Buffer[];
+  op: string[];
+}
+
+export function seededCredentials(): SeededCredentials {
+  return { tenant: [], anc: [], sealed: [], op: [] };
+}
+
+/** Seals `count` passwords of `tenantId` (ANCs anc0, anc1, ...) under its tenant key version 1. */
+export function sealSeededCredentials(
+  cred: SeededCredentials,
+  tenantId: string,
+  tenantKey: Buffer,
+  count: number,
+  label: number,
+): void {
+  for (let a = 0; a < count; a++) {
+    const ancId = `anc${a}`;
+    cred.tenant.push(tenantId);
+    cred.anc.push(ancId);
+    cred.sealed.push(
+      sealCredential({ tenantKey, keyVersion: 1, tenantId, ancId, plaintext: `Seeded-Password-${label}-${a}!` }),
+    );
+    cred.op.push(`seed/${tenantId}/${ancId}`);
+  }
+}
+
+/**
+ * Writes the ANC rows and their first credential versions. Call inside a transaction: the ANC row
+ * names its current credential version (a deferred foreign key).
+ */
+export async function insertSeededAncs(
+  client: { query(text: string, params: unknown[]): Promise<unknown> },
+  cred: SeededCredentials,
+): Promise<void> {
+  await client.query(
+    `INSERT INTO ancs (tenant_id, anc_id, display_name, ad_domain_name, ad_username, credential_version)
+     SELECT t, a, 'Seeded ' || a, 'corp.contoso.test', 'svcDomainJoin@corp.contoso.test', 1
+       FROM unnest($1::text[], $2::text[]) AS x(t, a)`,
+    [cred.tenant, cred.anc],
+  );
+  await client.query(
+    `INSERT INTO anc_credentials (tenant_id, anc_id, version, tenant_key_version, sealed, operation_id)
+     SELECT t, a, 1, 1, s, o FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) AS x(t, a, s, o)`,
+    [cred.tenant, cred.anc, cred.sealed, cred.op],
+  );
+}
